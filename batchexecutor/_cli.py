@@ -93,4 +93,4 @@ def _emulator(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return run_demo(tasks=args.tasks)
+    return int(run_demo(tasks=args.tasks))

@@ -296,7 +296,8 @@ def _set_autoscale(wire: Wire, formula: str, interval: Any, now: Any) -> None:
     wire["autoScaleFormula"] = formula
     wire["autoScaleEvaluationInterval"] = interval or wire.get("autoScaleEvaluationInterval",
                                                                 "PT15M")
-    targets = {"TargetDedicatedNodes": None, "TargetLowPriorityNodes": None}
+    targets: dict[str, int | None] = {"TargetDedicatedNodes": None,
+                                      "TargetLowPriorityNodes": None}
     for name, number in _TARGET_RE.findall(formula):
         targets[name] = int(number)
     dedicated = targets["TargetDedicatedNodes"]

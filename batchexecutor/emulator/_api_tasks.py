@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _validate as v
-from ._errors import BatchServiceError, conflict, invalid_property, not_found
+from ._errors import BatchServiceError, conflict, invalid_property, invalid_query, not_found
 from ._http import Request, Response, Route, route
 from ._odata import (
     FILE_FILTERABLE,
@@ -31,7 +31,7 @@ _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def routes(service: Service) -> list[Route]:
-    from ._api import check_conditions, invalid_query, page, resource_headers, single
+    from ._api import check_conditions, page, resource_headers, single
 
     state = service.state
     scheduler = service.scheduler
@@ -356,8 +356,8 @@ def _node(service: Service, pool_id: str, node_id: str) -> Node | None:
 def _task_dir(service: Service, node_info: Wire, task: Task) -> Path:
     from ._scheduler import _safe
 
-    nodes_dir = service.scheduler.host.nodes_dir
-    return (nodes_dir / _safe(node_info["poolId"]) / node_info["nodeId"] / "workitems"
+    nodes_dir: Path = service.scheduler.host.nodes_dir
+    return (nodes_dir / _safe(str(node_info["poolId"])) / str(node_info["nodeId"]) / "workitems"
             / _safe(task.job.id) / "job-1" / _safe(task.id))
 
 

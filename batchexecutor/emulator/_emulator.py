@@ -177,8 +177,8 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
         state.jobs[job.key] = job
     rows = sorted(store.load("task"), key=lambda kv: kv[1]["seq"])
     for _, body in rows:
-        job = state.jobs.get(body["job"])
-        if job is None:
+        owner = state.jobs.get(body["job"])
+        if owner is None:
             continue
         wire = body["wire"]
         interrupted = wire["state"] in ("preparing", "running")
@@ -189,7 +189,7 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
             info.pop("startTime", None)
             wire.pop("nodeInfo", None)
             wire["state"] = "active"
-        task: Task = state.add_task(job, wire)
+        task: Task = state.add_task(owner, wire)
         task.seq = body["seq"]
         task.failure_kind = body.get("failureKind")
     # Parents that completed before the restart release their dependents again.
