@@ -92,8 +92,8 @@ def resource_headers(wire: Wire, location: str | None = None) -> dict[str, str]:
 
 def check_conditions(request: Request, wire: Wire | None) -> None:
     """If-Match / If-None-Match / If-(Un)Modified-Since, as Batch honours them."""
-    if_match = request.header("If-Match")
-    if_none = request.header("If-None-Match")
+    if_match = _unquoted(request.header("If-Match"))
+    if_none = _unquoted(request.header("If-None-Match"))
     modified = request.header("If-Modified-Since")
     unmodified = request.header("If-Unmodified-Since")
     etag = None if wire is None else str(wire.get("eTag"))
@@ -113,6 +113,13 @@ def check_conditions(request: Request, wire: Wire | None) -> None:
         if reading:
             raise BatchServiceError(304, "NotModified", "The resource has not been modified.")
         raise _condition_failed()
+
+
+def _unquoted(etag: str | None) -> str | None:
+    """Batch's ETags are unquoted (``0x8D...``); azure-core sends them quoted (RFC 9110)."""
+    if etag is not None and len(etag) >= 2 and etag[0] == etag[-1] == '"':
+        return etag[1:-1]
+    return etag
 
 
 def _http_time(value: str, name: str) -> Any:

@@ -175,8 +175,7 @@ def routes(service: Service) -> list[Route]:
             raise conflict("AutoScalingEnabled",
                            "The specified pool has autoscale enabled; disable it to resize.")
         if pool.wire["allocationState"] != "steady":
-            raise conflict("PoolNotSteady",
-                           "The specified pool is not in steady allocation state.")
+            raise conflict("PoolBeingResized", "The specified pool is being resized.")
         fields = v.read(request.json_object(), v.RESIZE)
         for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
             if key in fields:
@@ -185,7 +184,7 @@ def routes(service: Service) -> list[Route]:
             parse_duration(fields["resizeTimeout"], "resizeTimeout")
             pool.wire["resizeTimeout"] = fields["resizeTimeout"]
         if "nodeDeallocationOption" in fields:
-            pool.wire["_deallocation"] = v.enum(
+            pool.deallocation = v.enum(
                 fields["nodeDeallocationOption"], "nodeDeallocationOption",
                 ("requeue", "terminate", "taskcompletion", "retaineddata"))
         _start_resize(pool)
@@ -210,6 +209,9 @@ def routes(service: Service) -> list[Route]:
         pool = find(request)
         check_conditions(request, pool.wire)
         _writable(pool)
+        # "You cannot enable automatic scaling on a Pool if a resize operation is in progress."
+        if pool.wire["allocationState"] != "steady" and not pool.wire.get("enableAutoScale"):
+            raise conflict("PoolBeingResized", "The specified pool is being resized.")
         body = request.json_object()
         formula = body.get("autoScaleFormula") or pool.wire.get("autoScaleFormula")
         if not isinstance(formula, str) or not formula:

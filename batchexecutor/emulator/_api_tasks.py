@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import mimetypes
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,8 +60,10 @@ def routes(service: Service) -> list[Route]:
             raise conflict("JobBeingDeleted", "The specified job has been marked for deletion "
                            "and is being garbage collected.")
 
-    def build(job: Job, body: Any, batch: dict[str, Wire]) -> Wire:
-        """Validate one task body; ``batch`` holds the tasks of the same request so far."""
+    def build(job: Job, body: Any, batch: dict[str, Wire],
+              named: Collection[str] | None = None) -> Wire:
+        """Validate one task body; ``batch`` holds the tasks of the same request so far,
+        ``named`` the (lower-case) IDs of all tasks in the request, which may be parents."""
         if not isinstance(body, dict):
             raise invalid_property("value", body, "Each task must be a JSON object.")
         fields = v.task_like(body, "", v.TASK, required=("id", "commandLine"))
@@ -82,7 +84,8 @@ def routes(service: Service) -> list[Route]:
                 raise conflict("TaskDependenciesNotSpecifiedOnJob",
                                "The Task has dependencies, but the Job does not allow Task "
                                "dependencies (usesTaskDependencies is false).")
-            fields["dependsOn"] = _dependencies(task_id, fields["dependsOn"], job, batch)
+            fields["dependsOn"] = _dependencies(task_id, fields["dependsOn"], job,
+                                                batch if named is None else named)
         if "exitConditions" in fields:
             _check_exit_conditions(fields["exitConditions"], job)
         now = utcnow()
@@ -135,10 +138,14 @@ def routes(service: Service) -> list[Route]:
         accepting(job)
         results: list[Wire] = []
         accepted: dict[str, Wire] = {}
+        position: dict[str, int] = {}
+        # A parent may come anywhere in the request, before or after its dependents.
+        named = {item["id"].lower() for item in tasks
+                 if isinstance(item, dict) and isinstance(item.get("id"), str)}
         for item in tasks:
             task_id = item.get("id") if isinstance(item, dict) else None
             try:
-                wire = build(job, item, accepted)
+                wire = build(job, item, accepted, named)
             except BatchServiceError as error:
                 results.append({
                     "status": "servererror" if error.status >= 500 else "clienterror",
@@ -147,9 +154,27 @@ def routes(service: Service) -> list[Route]:
                 })
                 continue
             accepted[wire["id"].lower()] = wire
+            position[wire["id"].lower()] = len(results)
             results.append({"status": "success", "taskId": wire["id"], "eTag": wire["eTag"],
                             "lastModified": wire["lastModified"],
                             "location": service.url("jobs", job.id, "tasks", wire["id"])})
+        # Parents named in the request must have been accepted themselves (transitively).
+        pruned = True
+        while pruned:
+            pruned = False
+            for key, wire in list(accepted.items()):
+                parents = (wire.get("dependsOn") or {}).get("taskIds") or []
+                gone = [p for p in parents
+                        if p.lower() not in job.tasks and p.lower() not in accepted]
+                if gone:
+                    del accepted[key]
+                    pruned = True
+                    results[position[key]] = {
+                        "status": "clienterror", "taskId": wire["id"],
+                        "error": _error_body(invalid_property(
+                            "dependsOn.taskIds", gone[0],
+                            "The task depends on a task of this request that was not added.")),
+                    }
         _check_cycles(accepted)
         for wire in accepted.values():
             state.add_task(job, wire)
@@ -264,13 +289,15 @@ def routes(service: Service) -> list[Route]:
             raise invalid_query("$filter", text, str(error)) from None
         entries = [_file_entry(path, root, base) for path in _walk(root, recursive)]
         matching = [e for e in entries if predicate(e)]
-        return page(service, request, enumerate(matching), filterable=(), selectable=())
+        return page(service, request, enumerate(matching), filterable=FILE_FILTERABLE,
+                    selectable=())
 
     def get_file(request: Request, where: tuple[Path, str]) -> Response:
         root, base = where
         rel = request.path_params["filePath"].replace("\\", "/")
         path = (root / rel).resolve()
-        if not str(path).startswith(str(root.resolve())) or not path.exists():
+        # is_relative_to, not a string prefix: ../<task>2 must not reach a sibling task.
+        if not path.is_relative_to(root.resolve()) or not path.exists():
             raise not_found("File", rel)
         stat = path.stat()
         headers = _file_headers(path, stat, f"{base}/{rel}")
@@ -303,7 +330,7 @@ def routes(service: Service) -> list[Route]:
         root, _ = where
         rel = request.path_params["filePath"].replace("\\", "/")
         path = (root / rel).resolve()
-        if not str(path).startswith(str(root.resolve())) or not path.exists():
+        if not path.is_relative_to(root.resolve()) or not path.exists():
             raise not_found("File", rel)
         recursive = request.params.get("recursive", "false").lower() == "true"
         if path.is_dir():
@@ -411,7 +438,7 @@ def _error_body(error: BatchServiceError) -> Wire:
     return body
 
 
-def _dependencies(task_id: str, value: Any, job: Job, batch: dict[str, Wire]) -> Wire:
+def _dependencies(task_id: str, value: Any, job: Job, batch: Collection[str]) -> Wire:
     depends = v.obj(value, "dependsOn", {"taskIds": "array", "taskIdRanges": "array"})
     ids = depends.get("taskIds") or []
     if sum(len(str(i)) for i in ids) > 64000:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -110,6 +111,7 @@ class BatchEmulator:
                           account_name=self.account_name, account_key=self.account_key)
         server.service = service
         _restore(state, store, root / "nodes")
+        _rebase_urls(state, self.endpoint)
         self._store, self._scheduler, self._service, self._server = store, scheduler, service, server
         scheduler.start()
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -198,3 +200,34 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
             if task.state == "completed":
                 state.release_dependents(task)
 
+
+
+_OWN_URL = re.compile(r"^http://127\.0\.0\.1:\d+(?=/|$)")
+
+
+def _rebase_urls(state: State, endpoint: str) -> None:
+    """Restored resources' own URLs name the previous run's port: move them to this one.
+
+    Only the URLs the emulator wrote are touched, never user-given ones (resource files,
+    output file containers).
+    """
+
+    def rebase(wire: dict[str, Any], *keys: str) -> None:
+        for key in keys:
+            value = wire.get(key)
+            if isinstance(value, str):
+                wire[key] = _OWN_URL.sub(endpoint, value, count=1)
+
+    for pool in state.pools.values():
+        rebase(pool.wire, "url")
+        for node in pool.nodes.values():
+            rebase(node.wire, "url")
+            for info in node.job_prep.values():
+                rebase(info, "taskRootDirectoryUrl")
+    for job in state.jobs.values():
+        rebase(job.wire, "url")
+        for task in job.tasks.values():
+            rebase(task.wire, "url")
+            node_info = task.wire.get("nodeInfo")
+            if isinstance(node_info, dict):
+                rebase(node_info, "nodeUrl", "taskRootDirectoryUrl")

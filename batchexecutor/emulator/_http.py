@@ -22,13 +22,14 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from ._auth import verify
 from ._errors import BatchServiceError, invalid_body
-from ._wire import http_date, utcnow
+from ._wire import utcnow
 
 if TYPE_CHECKING:
     from ._api import Service
 
 API_VERSIONS = frozenset({"2025-06-01", "2025-06-01.21.0"})
 MAX_BODY = 1024 * 1024  # Batch rejects request bodies of 1 MB and more
+MAX_DRAIN = 64 * 1024 * 1024  # larger rejected bodies are not read: the connection just closes
 JSON_TYPE = "application/json;odata=minimalmetadata"
 
 
@@ -99,12 +100,23 @@ class EmulatorServer(ThreadingHTTPServer):
         self.service = service
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up (e.g. a streamed download closed early) is routine, not an error.
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: EmulatorServer
     server_version = "Microsoft-HTTPAPI/2.0"
     sys_version = ""
+    # TCP_NODELAY: headers and body go out in two writes; with Nagle's algorithm the body
+    # waits for the client's delayed ACK (40 ms on Linux) on every response that has one.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass  # request logging goes through the service's request log
@@ -123,6 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         too_large = length >= MAX_BODY
         body = b"" if too_large else self.rfile.read(length)
+        if too_large and length <= MAX_DRAIN:
+            # Read and drop the body, so the client finishes sending and gets the 413 (closing
+            # on unread data would reset the connection before the client reads the answer).
+            left = length
+            while left > 0 and (chunk := self.rfile.read(min(left, 1 << 16))):
+                left -= len(chunk)
         params = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
         request = Request(method, self.path, unquote(split.path), params, headers, body)
         try:
@@ -148,7 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
             _check_api_version(params)
             if route_ is None:
                 raise BatchServiceError(
-                    404 if _known_path(service, request.path) is None else 405,
+                    # Batch status and error codes: InvalidUri is 400, UnsupportedHttpVerb 405.
+                    400 if _known_path(service, request.path) is None else 405,
                     "InvalidUri" if _known_path(service, request.path) is None
                     else "UnsupportedHttpVerb",
                     "The requested URI does not represent any resource on the server."
@@ -171,7 +190,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response, request_id, request)
 
     def _send(self, response: Response, request_id: str, request: Request) -> None:
-        body = response.body
+        # 204 and 304 responses cannot have content (RFC 9110); a 304 NotModified error
+        # body would otherwise be left in the connection for the next response to trip on.
+        body = None if response.status in (204, 304) else response.body
         if isinstance(body, (dict, list)):
             payload = json.dumps(body, separators=(",", ":")).encode()
             content_type = JSON_TYPE
@@ -246,7 +267,6 @@ def _error_response(endpoint: str, error: BatchServiceError, request_id: str) ->
     }
     if error.values:
         body["values"] = [{"key": k, "value": v} for k, v in error.values]
-    headers = dict(error.headers)
-    headers["Date"] = http_date(now)
-    return Response(error.status, body, headers)
+    # No Date here: send_response() already sends one, and Date is a singleton field.
+    return Response(error.status, body, dict(error.headers))
 

@@ -32,9 +32,20 @@ from pathlib import Path
 from typing import Any
 
 from ._faults import FaultInjector
-from ._state import Job, Node, Pool, State, Task, Wire, job_action, set_state, stamp
+from ._state import (
+    Job,
+    Node,
+    Pool,
+    State,
+    Task,
+    Wire,
+    job_action,
+    set_node_state,
+    set_state,
+    stamp,
+)
 from ._transfer import TransferError, download_resource_files, upload_output_files
-from ._wire import iso, parse_duration, utcnow
+from ._wire import iso, parse_duration, parse_iso, utcnow
 
 TICK = 0.25
 RESIZE_DELAY = 0.05
@@ -85,7 +96,10 @@ class Scheduler:
         with state.lock:
             while not self._stopping:
                 self.tick()
-                state.changed.wait(TICK)
+                # Sleep until the next change, tick, or pending resize, whichever is first.
+                due = [p.resize_due for p in state.pools.values() if p.resize_due is not None]
+                wait = min([TICK, *(d - time.monotonic() for d in due)])
+                state.changed.wait(max(wait, 0.001))
 
     def tick(self) -> None:
         """One scheduling pass; the caller holds the state lock."""
@@ -110,7 +124,7 @@ class Scheduler:
             self.state.store.put("pool", pool.key, None)
             shutil.rmtree(self.host.nodes_dir / _safe(pool.id), ignore_errors=True)
             return
-        option = str(wire.pop("_deallocation", "requeue")).lower()
+        option, pool.deallocation = pool.deallocation, "requeue"
         for dedicated, target_key in ((True, "targetDedicatedNodes"),
                                       (False, "targetLowPriorityNodes")):
             target = int(wire.get(target_key) or 0)
@@ -164,10 +178,12 @@ class Scheduler:
         if start_task:
             wire["startTask"] = start_task
             wait = start_task.get("waitForSuccess", True)
-            set_state(wire, "waitingforstarttask" if wait else "idle")
+            # waitingforstarttask means "the StartTask has started running": say so at once.
+            wire["startTaskInfo"] = {"state": "running", "startTime": now, "retryCount": 0}
+            set_node_state(wire, "waitingforstarttask" if wait else "idle")
             self._spawn(self._run_start_task, node)
         else:
-            set_state(wire, "idle")
+            set_node_state(wire, "idle")
         return node
 
     def _remove_node(self, pool: Pool, node: Node, option: str) -> None:
@@ -189,8 +205,14 @@ class Scheduler:
         retries = 0
         while True:
             with self.state.lock:
+                # A start task is a process on this host too: it waits for a free one.
+                while self.busy >= self.host.max_processes and not (
+                    node.removed or self._stopping
+                ):
+                    self.state.changed.wait(TICK)
                 if node.removed or self._stopping:
                     return
+                self.busy += 1
                 started = iso(utcnow())
                 info: Wire = {"state": "running", "startTime": started, "retryCount": retries}
                 if retries:
@@ -200,6 +222,8 @@ class Scheduler:
             env = self._env(node, spec.get("environmentSettings"), task_dir, extra={})
             outcome = self._run_process(spec, task_dir, env, stop=lambda: node.removed)
             with self.state.lock:
+                self.busy -= 1
+                self.state.wake()
                 info = dict(node.wire["startTaskInfo"])
                 info.update(_finished(outcome))
                 node.wire["startTaskInfo"] = info
@@ -209,9 +233,9 @@ class Scheduler:
                     continue
                 if not node.removed:
                     if failed and wait:
-                        set_state(node.wire, "starttaskfailed")
+                        set_node_state(node.wire, "starttaskfailed")
                     elif node.wire["state"] == "waitingforstarttask":
-                        set_state(node.wire, "idle")
+                        set_node_state(node.wire, "idle")
                 self.state.save_pool(node.pool)
                 self.state.wake()
                 return
@@ -220,6 +244,10 @@ class Scheduler:
 
     def _advance_job(self, job: Job) -> None:
         state = job.state
+        if state in ("active", "disabling", "disabled", "enabling") and _job_expired(job):
+            # constraints.maxWallClockTime, measured from the job's creation (spec).
+            self.end_job(job, "MaxWallClockTimeExpiry")
+            state = job.state
         if state == "terminating" and job.running == 0:
             now = utcnow()
             set_state(job.wire, "completed", now)
@@ -306,8 +334,9 @@ class Scheduler:
                         continue
                     self._start_job_prep(job, node)
                     status = node.job_prep[job.key]
-                if prep.get("waitForSuccess", True) and status.get("result") != "success":
-                    continue
+                if (prep.get("waitForSuccess", True) and status.get("result") != "success"
+                        and status.get("state") != "running"):
+                    continue  # its job preparation task failed on this node
             if best is None or (spread and free > best.slots - best.used_slots):
                 best = node
             if not spread:
@@ -327,11 +356,9 @@ class Scheduler:
         self.busy += 1
         now = utcnow()
         info = task.wire.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
-        for stale in ("endTime", "exitCode", "failureInfo", "result"):
+        # startTime is set when the task enters running (spec: BatchTaskExecutionInfo).
+        for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime"):
             info.pop(stale, None)
-        info["startTime"] = iso(now)
-        if info.get("retryCount"):
-            info["lastRetryTime"] = iso(now)
         task.wire["nodeInfo"] = {
             "affinityId": node.wire["affinityId"],
             "nodeUrl": node.wire["url"],
@@ -350,6 +377,8 @@ class Scheduler:
         job = task.job
         task_dir = node.root / "workitems" / _safe(job.id) / "job-1" / _safe(task.id)
         wire = task.wire
+        if not self._await_job_prep(task, node):
+            return
         delay = self.faults.plan.task_start_delay
         if delay:
             time.sleep(delay)
@@ -365,7 +394,12 @@ class Scheduler:
                 extra["AZ_BATCH_JOB_PREP_DIR"] = str(prep_dir)
                 extra["AZ_BATCH_JOB_PREP_WORKING_DIR"] = str(prep_dir / "wd")
             if task.stop_reason is None and not self._stopping:
-                self.state.move_task(task, "running")
+                started = utcnow()
+                info = wire["executionInfo"]
+                info["startTime"] = iso(started)
+                if info.get("retryCount"):
+                    info["lastRetryTime"] = iso(started)
+                self.state.move_task(task, "running", started)
                 self.state.save_task(task)
         env = self._env(node, env_settings, task_dir, extra)
         limit = parse_duration((wire.get("constraints") or {}).get("maxWallClockTime"),
@@ -379,6 +413,40 @@ class Scheduler:
         )
         with self.state.lock:
             self._finish_task(task, node, outcome)
+
+    def _await_job_prep(self, task: Task, node: Node) -> bool:
+        """Hold a preparing task until the job preparation task on its node has succeeded.
+
+        Spec (BatchTaskState.preparing): the task is assigned to the node but waits for a
+        required job preparation task there; if that fails, the task returns to active and
+        may be assigned to another node. Returns whether the attempt goes on.
+        """
+        job = task.job
+        with self.state.lock:
+            while True:
+                prep = job.wire.get("jobPreparationTask")
+                status = node.job_prep.get(job.key) or {}
+                if (prep is None or not prep.get("waitForSuccess", True)
+                        or status.get("state") != "running"
+                        or task.stop_reason is not None or self._stopping):
+                    break
+                self.state.changed.wait(TICK)
+            if (prep is None or not prep.get("waitForSuccess", True)
+                    or status.get("result") != "failure"
+                    or task.stop_reason is not None or self._stopping):
+                return True
+            # Back to active, without counting a retry or a requeue.
+            node.used_slots -= task.slots
+            node.running.discard(task)
+            job.running -= 1
+            self.busy -= 1
+            node.refresh_state()
+            task.wire.pop("nodeInfo", None)
+            self.state.move_task(task, "active")
+            self.state.save_task(task)
+            self.state._maybe_ready(task)
+            self.state.wake()
+            return False
 
     def _finish_task(self, task: Task, node: Node, outcome: Outcome) -> None:
         job = task.job
@@ -408,7 +476,7 @@ class Scheduler:
             state._maybe_ready(task)
             state.wake()
             return
-        info.update(_finished(outcome))
+        info.update({k: v for k, v in _finished(outcome).items() if k != "state"})
         task.failure_kind = outcome.failure_kind
         node.wire["totalTasksRun"] = int(node.wire.get("totalTasksRun", 0)) + 1
         if info["result"] == "success":
@@ -495,7 +563,7 @@ class Scheduler:
         root = node.root
         env.update({
             "AZ_BATCH_ACCOUNT_NAME": self.host.account_name,
-            "AZ_BATCH_ACCOUNT_URL": self.host.account_url + "/",
+            "AZ_BATCH_ACCOUNT_URL": self.host.account_url,
             "AZ_BATCH_POOL_ID": node.pool.id,
             "AZ_BATCH_NODE_ID": node.id,
             "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.dedicated else "false",
@@ -541,8 +609,9 @@ class Scheduler:
                            failure_kind="preprocessing")
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
             with self.state.lock:
-                if stop():
-                    return Outcome(stop_reason=None)
+                if stop():  # ended before its process started (e.g. while preparing)
+                    return Outcome(failure=_user_error("TaskEnded",
+                                                       "Task Was Ended by User Request"))
                 try:
                     proc = subprocess.Popen(
                         argv, cwd=working_dir, env=env, stdout=out, stderr=err,
@@ -596,7 +665,7 @@ class Scheduler:
         if output_files:
             try:
                 upload_output_files(output_files, task_dir, working_dir,
-                                    succeeded=failure is None)
+                                    succeeded=failure is None, environment=env)
             except TransferError as error:
                 if outcome.failure is None:
                     outcome.failure = error.to_failure_info()
@@ -625,6 +694,15 @@ class Outcome:
     failure: Wire | None = None
     failure_kind: str | None = None
     stop_reason: str | None = None
+
+
+def _job_expired(job: Job) -> bool:
+    """Whether the job has outlived its ``constraints.maxWallClockTime``."""
+    limit = (job.wire.get("constraints") or {}).get("maxWallClockTime")
+    duration = parse_duration(limit, "constraints.maxWallClockTime")  # validated when stored
+    if duration is None:
+        return False
+    return utcnow() - parse_iso(str(job.wire["creationTime"])) >= duration
 
 
 def _finished(outcome: Outcome) -> Wire:

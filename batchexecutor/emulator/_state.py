@@ -52,6 +52,14 @@ def set_state(wire: Wire, state: str, moment: datetime | None = None) -> None:
     stamp(wire, now)
 
 
+def set_node_state(wire: Wire, state: str, moment: datetime | None = None) -> None:
+    """A compute node's state change. Unlike pools, jobs and tasks, ``BatchNode`` has no
+    eTag, lastModified or previousState (spec), so only the state and its time change."""
+    if wire.get("state") != state:
+        wire["state"] = state
+        wire["stateTransitionTime"] = iso(moment or utcnow())
+
+
 @dataclass(eq=False)
 class Node:
     """A compute node: a directory on this host and a number of task slots."""
@@ -78,7 +86,7 @@ class Node:
     def refresh_state(self) -> None:
         """idle <-> running follows whether tasks run here (Batch's node states)."""
         if self.wire["state"] in ("idle", "running"):
-            set_state(self.wire, "running" if self.running else "idle")
+            set_node_state(self.wire, "running" if self.running else "idle")
         self.wire["runningTasksCount"] = len(self.running)
         self.wire["runningTaskSlotsCount"] = self.used_slots
 
@@ -90,6 +98,8 @@ class Pool:
     next_node: int = 0
     #: when a pending resize completes (monotonic seconds)
     resize_due: float | None = None
+    #: nodeDeallocationOption of the pending resize (not part of the pool's REST shape)
+    deallocation: str = "requeue"
 
     @property
     def id(self) -> str:

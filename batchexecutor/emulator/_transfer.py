@@ -319,7 +319,13 @@ def download_resource_files(resource_files: Sequence[Mapping[str, Any]], working
     """
     working_dir = Path(working_dir)
     for resource_file in resource_files:
-        _download_one(resource_file, working_dir)
+        try:
+            _download_one(resource_file, working_dir)
+        except TransferError:
+            raise
+        except Exception as exc:  # anything unforeseen still fails the task, not the runner
+            logger.debug("unexpected resource file failure: %s", _reason(exc))
+            raise _error(BLOB_DOWNLOAD_MISC_ERROR, [("Reason", _reason(exc))]) from None
 
 
 def _download_one(spec: Mapping[str, Any], working_dir: Path) -> None:
@@ -665,11 +671,16 @@ def upload_output_files(
                 continue
             attempted = True
             _upload_one(spec, working_dir, env, log)
-        except TransferError as exc:
+        except Exception as exc:  # anything unforeseen still fails the task, not the runner
             attempted = True
-            log.error(f"outputFiles[{index}]: {exc}")
+            error = (
+                exc
+                if isinstance(exc, TransferError)
+                else _error(FILE_UPLOAD_MISC_ERROR, [("Reason", _reason(exc))])
+            )
+            log.error(f"outputFiles[{index}]: {error}")
             if first_error is None:
-                first_error = exc
+                first_error = error
     if attempted:
         log.write(task_dir)
     if first_error is not None:

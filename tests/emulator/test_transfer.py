@@ -676,3 +676,22 @@ def test_no_log_files_when_nothing_was_attempted(
     )
     assert not (task_dir / "fileuploadout.txt").exists()
     assert not (task_dir / "fileuploaderr.txt").exists()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"filePattern": "a.txt", "destination": {}, "uploadOptions": {}},
+        {"filePattern": "", "destination": {"container": {"containerUrl": "http://h/c"}}},
+        {
+            "filePattern": "a.txt",
+            "destination": {"container": {"containerUrl": "http://h/c"}},
+            "uploadOptions": {"uploadCondition": "sometimes"},
+        },
+        "not an output file",
+    ],
+)
+def test_malformed_output_files(spec: Any, task_dir: Path, outputs: Path) -> None:
+    with pytest.raises(TransferError) as caught:
+        upload_output_files([spec], task_dir, outputs, succeeded=True)
+    assert (caught.value.code, caught.value.category) == ("FileUploadMiscError", "usererror")
