@@ -5,9 +5,7 @@ Supported Pythons come from pyproject's classifiers (one place to change them).
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import nox
@@ -33,8 +31,14 @@ def ensure_azurite(session: nox.Session) -> Path:
             session.error("npm is required to install Azurite (the storage emulator used in tests)")
         AZURITE_DIR.mkdir(exist_ok=True)
         session.run(
-            "npm", "install", "--no-audit", "--no-fund", "--loglevel=error",
-            "--prefix", str(AZURITE_DIR), f"azurite@{AZURITE_VERSION}",
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            "--prefix",
+            str(AZURITE_DIR),
+            f"azurite@{AZURITE_VERSION}",
             external=True,
         )
     return binary

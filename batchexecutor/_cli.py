@@ -27,27 +27,52 @@ def main(argv: Sequence[str] | None = None) -> int:
         "BatchClient at the printed endpoint with the printed account name and key.",
     )
     emulator.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
-    emulator.add_argument("--max-processes", type=int, default=None, metavar="N",
-                          help="task processes running at once on this host (default: CPUs)")
-    emulator.add_argument("--data-dir", default=None, metavar="DIR",
-                          help="keep state and task files here, across restarts")
+    emulator.add_argument(
+        "--max-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="task processes running at once on this host (default: CPUs)",
+    )
+    emulator.add_argument(
+        "--data-dir",
+        default=None,
+        metavar="DIR",
+        help="keep state and task files here, across restarts",
+    )
     emulator.add_argument("--account-name", default="emulator", help="account name")
-    emulator.add_argument("--account-key", default=None,
-                          help="base64 account key (default: a random one, printed)")
+    emulator.add_argument(
+        "--account-key", default=None, help="base64 account key (default: a random one, printed)"
+    )
     faults = emulator.add_argument_group("fault injection (for testing clients)")
     faults.add_argument("--fault-seed", type=int, default=0)
-    faults.add_argument("--throttle-rate", type=float, default=0.0,
-                        help="fraction of requests answered 429")
-    faults.add_argument("--unavailable-rate", type=float, default=0.0,
-                        help="fraction of requests answered 503")
-    faults.add_argument("--drop-rate", type=float, default=0.0,
-                        help="fraction of connections dropped without an answer")
-    faults.add_argument("--retry-after", type=float, default=0.2,
-                        help="seconds advertised in Retry-After")
-    faults.add_argument("--preempt-rate", type=float, default=0.0,
-                        help="probability that a task attempt is preempted and requeued")
-    faults.add_argument("--task-start-delay", type=float, default=0.0,
-                        help="seconds before each task process starts")
+    faults.add_argument(
+        "--throttle-rate", type=float, default=0.0, help="fraction of requests answered 429"
+    )
+    faults.add_argument(
+        "--unavailable-rate", type=float, default=0.0, help="fraction of requests answered 503"
+    )
+    faults.add_argument(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="fraction of connections dropped without an answer",
+    )
+    faults.add_argument(
+        "--retry-after", type=float, default=0.2, help="seconds advertised in Retry-After"
+    )
+    faults.add_argument(
+        "--preempt-rate",
+        type=float,
+        default=0.0,
+        help="probability that a task attempt is preempted and requeued",
+    )
+    faults.add_argument(
+        "--task-start-delay",
+        type=float,
+        default=0.0,
+        help="seconds before each task process starts",
+    )
     emulator.set_defaults(handler=_emulator)
 
     demo = commands.add_parser("demo", help="run a short real job on a local emulator")
@@ -63,14 +88,22 @@ def _emulator(args: argparse.Namespace) -> int:
 
     try:
         plan = FaultPlan(
-            seed=args.fault_seed, throttle_rate=args.throttle_rate,
-            unavailable_rate=args.unavailable_rate, drop_rate=args.drop_rate,
-            retry_after=args.retry_after, preempt_rate=args.preempt_rate,
+            seed=args.fault_seed,
+            throttle_rate=args.throttle_rate,
+            unavailable_rate=args.unavailable_rate,
+            drop_rate=args.drop_rate,
+            retry_after=args.retry_after,
+            preempt_rate=args.preempt_rate,
             task_start_delay=args.task_start_delay,
         )
-        emulator = BatchEmulator(port=args.port, max_processes=args.max_processes,
-                                 data_dir=args.data_dir, faults=plan,
-                                 account_name=args.account_name, account_key=args.account_key)
+        emulator = BatchEmulator(
+            port=args.port,
+            max_processes=args.max_processes,
+            data_dir=args.data_dir,
+            faults=plan,
+            account_name=args.account_name,
+            account_key=args.account_key,
+        )
         emulator.start()
     except (ValueError, OSError) as error:
         print(f"batchexecutor emulator: {error}", file=sys.stderr)

@@ -46,24 +46,40 @@ def run_demo(tasks: int = 20, darts_per_task: int = 200_000) -> int:
     with BatchEmulator() as emulator:
         client = BatchClient(emulator.endpoint, emulator.credential)
         slots = os.cpu_count() or 1
-        client.create_pool(bm.BatchPoolCreateOptions(
-            id="demo-pool", vm_size="standard_d2s_v3", target_dedicated_nodes=1,
-            task_slots_per_node=slots))
-        client.create_job(bm.BatchJobCreateOptions(
-            id=job_id, pool_info=bm.BatchPoolInfo(pool_id="demo-pool"),
-            uses_task_dependencies=True,
-            common_environment_settings=[bm.EnvironmentSetting(name="DARTS",
-                                                                value=str(darts_per_task))]))
-        chunks = [bm.BatchTaskCreateOptions(id=str(i), command_line=f"python3 -c {_quote(_CHUNK)}")
-                  for i in range(tasks)]
+        client.create_pool(
+            bm.BatchPoolCreateOptions(
+                id="demo-pool",
+                vm_size="standard_d2s_v3",
+                target_dedicated_nodes=1,
+                task_slots_per_node=slots,
+            )
+        )
+        client.create_job(
+            bm.BatchJobCreateOptions(
+                id=job_id,
+                pool_info=bm.BatchPoolInfo(pool_id="demo-pool"),
+                uses_task_dependencies=True,
+                common_environment_settings=[
+                    bm.EnvironmentSetting(name="DARTS", value=str(darts_per_task))
+                ],
+            )
+        )
+        chunks = [
+            bm.BatchTaskCreateOptions(id=str(i), command_line=f"python3 -c {_quote(_CHUNK)}")
+            for i in range(tasks)
+        ]
         combine = bm.BatchTaskCreateOptions(
-            id="combine", command_line=f"python3 -c {_quote(_COMBINE)}",
+            id="combine",
+            command_line=f"python3 -c {_quote(_COMBINE)}",
             depends_on=bm.BatchTaskDependencies(
-                task_id_ranges=[bm.BatchTaskIdRange(start=0, end=tasks - 1)]))
+                task_id_ranges=[bm.BatchTaskIdRange(start=0, end=tasks - 1)]
+            ),
+        )
         started = time.monotonic()
         for first in range(0, tasks, 100):
-            client.create_task_collection(job_id, bm.BatchTaskGroup(
-                task_values=chunks[first:first + 100]))
+            client.create_task_collection(
+                job_id, bm.BatchTaskGroup(task_values=chunks[first : first + 100])
+            )
         client.create_task(job_id, combine)
         client.update_job(job_id, bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
         print(f"job {job_id}: {tasks} chunk tasks + 1 combine task on {emulator.endpoint}")
@@ -79,8 +95,10 @@ def run_demo(tasks: int = 20, darts_per_task: int = 200_000) -> int:
         print("demo: the job failed")
         return 1
     estimate = json.loads(output)
-    print(f"result: pi ~= {estimate['pi']:.5f} from {estimate['darts']:,} darts "
-          f"in {estimate['chunks']} chunks")
+    print(
+        f"result: pi ~= {estimate['pi']:.5f} from {estimate['darts']:,} darts "
+        f"in {estimate['chunks']} chunks"
+    )
     return 0
 
 

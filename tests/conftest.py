@@ -33,8 +33,11 @@ def client(emulator: BatchEmulator) -> Iterator[BatchClient]:
 @pytest.fixture
 def pool(client: BatchClient) -> str:
     """A ready pool of one node with 4 task slots."""
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="pool", vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=4))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="pool", vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=4
+        )
+    )
     wait_for(lambda: client.get_pool("pool").allocation_state == "steady")
     return "pool"
 
@@ -51,8 +54,9 @@ def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: floa
         time.sleep(interval)
 
 
-def wait_task_completed(client: BatchClient, job_id: str, task_id: str,
-                        timeout: float = 30.0) -> bm.BatchTask:
+def wait_task_completed(
+    client: BatchClient, job_id: str, task_id: str, timeout: float = 30.0
+) -> bm.BatchTask:
     return wait_for(
         lambda: (t := client.get_task(job_id, task_id)).state == "completed" and t, timeout
     )

@@ -69,8 +69,13 @@ class Service:
     def log_request(self, request: Request, fault: str | None) -> None:
         with self._count_lock:
             self.requests[request.operation or "unknown"] += 1
-        _log.debug("%s %s -> %s%s", request.method, request.path, request.operation,
-                   f" (fault: {fault})" if fault else "")
+        _log.debug(
+            "%s %s -> %s%s",
+            request.method,
+            request.path,
+            request.operation,
+            f" (fault: {fault})" if fault else "",
+        )
 
     def log_error(self, request: Request, error: BaseException) -> None:
         _log.error("internal error in %s %s", request.method, request.path, exc_info=error)
@@ -82,8 +87,10 @@ class Service:
 
 
 def resource_headers(wire: Wire, location: str | None = None) -> dict[str, str]:
-    headers = {"ETag": str(wire["eTag"]),
-               "Last-Modified": http_date(parse_iso(str(wire["lastModified"])))}
+    headers = {
+        "ETag": str(wire["eTag"]),
+        "Last-Modified": http_date(parse_iso(str(wire["lastModified"]))),
+    }
     if location:
         headers["Location"] = location
         headers["DataServiceId"] = location
@@ -129,15 +136,19 @@ def _http_time(value: str, name: str) -> Any:
         return parsedate_to_datetime(value)
     except (TypeError, ValueError):
         raise BatchServiceError(
-            400, "InvalidHeaderValue",
+            400,
+            "InvalidHeaderValue",
             "The value for one of the HTTP headers is not in the correct format.",
             [("HeaderName", name), ("HeaderValue", value)],
         ) from None
 
 
 def _condition_failed() -> BatchServiceError:
-    return BatchServiceError(412, "ConditionNotMet",
-                             "The condition specified using HTTP conditional header(s) is not met.")
+    return BatchServiceError(
+        412,
+        "ConditionNotMet",
+        "The condition specified using HTTP conditional header(s) is not met.",
+    )
 
 
 def select_of(request: Request, selectable: Iterable[str]) -> tuple[str, ...] | None:

@@ -36,19 +36,29 @@ def routes(service: Service) -> list[Route]:
         job_id = check_id(fields["id"])
         if job_id.lower() in state.jobs:
             raise exists("Job")
-        pool_info = v.obj(fields["poolInfo"], "poolInfo", {"poolId": "string",
-                                                             "autoPoolSpecification": "object"})
+        pool_info = v.obj(
+            fields["poolInfo"], "poolInfo", {"poolId": "string", "autoPoolSpecification": "object"}
+        )
         if "autoPoolSpecification" in pool_info:
-            raise invalid_property("poolInfo.autoPoolSpecification", "...",
-                                   "Auto pools are not supported by the local emulator; "
-                                   "create a pool and give its poolId.")
+            raise invalid_property(
+                "poolInfo.autoPoolSpecification",
+                "...",
+                "Auto pools are not supported by the local emulator; "
+                "create a pool and give its poolId.",
+            )
         if "poolId" not in pool_info:
-            raise BatchServiceError(400, "MissingRequiredProperty",
-                                    "A required property was not specified in the request body.",
-                                    [("PropertyName", "poolInfo.poolId")])
+            raise BatchServiceError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body.",
+                [("PropertyName", "poolInfo.poolId")],
+            )
         if "jobManagerTask" in fields:
-            raise invalid_property("jobManagerTask", "...",
-                                   "Job manager tasks are not supported by the local emulator.")
+            raise invalid_property(
+                "jobManagerTask",
+                "...",
+                "Job manager tasks are not supported by the local emulator.",
+            )
         now = utcnow()
         wire: Wire = {
             "id": job_id,
@@ -66,17 +76,21 @@ def routes(service: Service) -> list[Route]:
             "onTaskFailure": "noaction",
             "executionInfo": {"startTime": iso(now), "poolId": pool_info["poolId"]},
         }
-        for key in ("displayName", "usesTaskDependencies", "networkConfiguration",
-                    "allowTaskPreemption"):
+        for key in (
+            "displayName",
+            "usesTaskDependencies",
+            "networkConfiguration",
+            "allowTaskPreemption",
+        ):
             if key in fields:
                 wire[key] = fields[key]
         _apply_common(wire, fields)
         if "commonEnvironmentSettings" in fields:
             wire["commonEnvironmentSettings"] = name_value_list(
-                fields["commonEnvironmentSettings"], "commonEnvironmentSettings")
+                fields["commonEnvironmentSettings"], "commonEnvironmentSettings"
+            )
         if "onTaskFailure" in fields:
-            wire["onTaskFailure"] = v.enum(fields["onTaskFailure"], "onTaskFailure",
-                                           _FAILURE_MODES)
+            wire["onTaskFailure"] = v.enum(fields["onTaskFailure"], "onTaskFailure", _FAILURE_MODES)
         if "jobPreparationTask" in fields:
             wire["jobPreparationTask"] = _prep_task(fields["jobPreparationTask"])
         if "jobReleaseTask" in fields:
@@ -99,8 +113,13 @@ def routes(service: Service) -> list[Route]:
 
     def list_(request: Request) -> Response:
         jobs = sorted(state.jobs.values(), key=lambda j: j.seq)
-        return page(service, request, ((j.seq, j.wire) for j in jobs),
-                    filterable=JOB_FILTERABLE, selectable=JOB_SELECTABLE)
+        return page(
+            service,
+            request,
+            ((j.seq, j.wire) for j in jobs),
+            filterable=JOB_FILTERABLE,
+            selectable=JOB_SELECTABLE,
+        )
 
     def update(request: Request) -> Response:
         job = find(request)
@@ -109,15 +128,22 @@ def routes(service: Service) -> list[Route]:
         fields = v.read(request.json_object(), v.JOB_UPDATE)
         if request.method == "PUT":
             # Replace: properties not given go back to their defaults.
-            job.wire.update({"priority": 0, "maxParallelTasks": -1,
-                             "allowTaskPreemption": False,
-                             "constraints": {"maxWallClockTime": UNBOUNDED,
-                                             "maxTaskRetryCount": 0}})
+            job.wire.update(
+                {
+                    "priority": 0,
+                    "maxParallelTasks": -1,
+                    "allowTaskPreemption": False,
+                    "constraints": {"maxWallClockTime": UNBOUNDED, "maxTaskRetryCount": 0},
+                }
+            )
             job.wire.pop("metadata", None)
             if "poolInfo" not in fields:
-                raise BatchServiceError(400, "MissingRequiredProperty",
-                                        "A required property was not specified in the request "
-                                        "body.", [("PropertyName", "poolInfo")])
+                raise BatchServiceError(
+                    400,
+                    "MissingRequiredProperty",
+                    "A required property was not specified in the request body.",
+                    [("PropertyName", "poolInfo")],
+                )
         if "poolInfo" in fields:
             pool_info = v.obj(fields["poolInfo"], "poolInfo", {"poolId": "string"})
             if "poolId" in pool_info:
@@ -153,14 +179,17 @@ def routes(service: Service) -> list[Route]:
             given = body.get("terminateReason")
             if given is not None:
                 if not isinstance(given, str) or len(given) > 64:
-                    raise invalid_property("terminateReason", given,
-                                           "Expected a string of at most 64 characters.")
+                    raise invalid_property(
+                        "terminateReason", given, "Expected a string of at most 64 characters."
+                    )
                 reason = given
         if job.state == "completed":
             raise conflict("JobCompleted", "The specified job is already in a completed state.")
         if job.state == "deleting":
-            raise conflict("JobBeingDeleted", "The specified job has been marked for deletion "
-                           "and is being garbage collected.")
+            raise conflict(
+                "JobBeingDeleted",
+                "The specified job has been marked for deletion and is being garbage collected.",
+            )
         scheduler.end_job(job, reason)
         return Response(202, None, {"DataServiceId": service.url("jobs", job.id)})
 
@@ -168,8 +197,7 @@ def routes(service: Service) -> list[Route]:
         job = find(request)
         check_conditions(request, job.wire)
         body = request.json_object()
-        option = v.enum(body.get("disableTasks"), "disableTasks",
-                        ("requeue", "terminate", "wait"))
+        option = v.enum(body.get("disableTasks"), "disableTasks", ("requeue", "terminate", "wait"))
         if job.state not in ("active", "disabling", "disabled"):
             raise conflict("JobNotActive", "The specified job is not active.")
         if job.state == "active":
@@ -194,8 +222,9 @@ def routes(service: Service) -> list[Route]:
 
     def task_counts(request: Request) -> Response:
         job = find(request)
-        return Response(200, {"taskCounts": job.counts.wire(),
-                              "taskSlotCounts": job.slot_counts.wire()})
+        return Response(
+            200, {"taskCounts": job.counts.wire(), "taskSlotCounts": job.slot_counts.wire()}
+        )
 
     def prep_status(request: Request) -> Response:
         job = find(request)
@@ -206,15 +235,31 @@ def routes(service: Service) -> list[Route]:
                 info = node.job_prep.get(job.key)
                 if info is None:
                     continue
-                entries.append((index, {
-                    "poolId": pool.id, "nodeId": node.id, "nodeUrl": node.wire["url"],
-                    "jobPreparationTaskExecutionInfo": info,
-                }))
+                entries.append(
+                    (
+                        index,
+                        {
+                            "poolId": pool.id,
+                            "nodeId": node.id,
+                            "nodeUrl": node.wire["url"],
+                            "jobPreparationTaskExecutionInfo": info,
+                        },
+                    )
+                )
                 index += 1
-        return page(service, request, entries, filterable=("nodeId", "poolId"),
-                    selectable=("poolId", "nodeId", "nodeUrl",
-                                "jobPreparationTaskExecutionInfo",
-                                "jobReleaseTaskExecutionInfo"))
+        return page(
+            service,
+            request,
+            entries,
+            filterable=("nodeId", "poolId"),
+            selectable=(
+                "poolId",
+                "nodeId",
+                "nodeUrl",
+                "jobPreparationTaskExecutionInfo",
+                "jobReleaseTaskExecutionInfo",
+            ),
+        )
 
     return [
         route("GET", "/jobs", "Jobs_ListJobs", list_),
@@ -227,8 +272,12 @@ def routes(service: Service) -> list[Route]:
         route("POST", "/jobs/{jobId}/disable", "Jobs_DisableJob", disable),
         route("POST", "/jobs/{jobId}/enable", "Jobs_EnableJob", enable),
         route("GET", "/jobs/{jobId}/taskcounts", "Jobs_GetJobTaskCounts", task_counts),
-        route("GET", "/jobs/{jobId}/jobpreparationandreleasetaskstatus",
-              "Jobs_ListJobPreparationAndReleaseTaskStatus", prep_status),
+        route(
+            "GET",
+            "/jobs/{jobId}/jobpreparationandreleasetaskstatus",
+            "Jobs_ListJobPreparationAndReleaseTaskStatus",
+            prep_status,
+        ),
     ]
 
 
@@ -236,8 +285,10 @@ def _writable(job: Job) -> None:
     if job.state == "completed":
         raise conflict("JobCompleted", "The specified job is already in a completed state.")
     if job.state == "deleting":
-        raise conflict("JobBeingDeleted", "The specified job has been marked for deletion and "
-                       "is being garbage collected.")
+        raise conflict(
+            "JobBeingDeleted",
+            "The specified job has been marked for deletion and is being garbage collected.",
+        )
 
 
 def _apply_common(wire: Wire, fields: dict[str, Any]) -> None:
@@ -257,8 +308,9 @@ def _apply_common(wire: Wire, fields: dict[str, Any]) -> None:
         v.integer(merged["maxTaskRetryCount"], "constraints.maxTaskRetryCount", -1)
         wire["constraints"] = merged
     if "onAllTasksComplete" in fields:
-        wire["onAllTasksComplete"] = v.enum(fields["onAllTasksComplete"], "onAllTasksComplete",
-                                            _COMPLETE_MODES)
+        wire["onAllTasksComplete"] = v.enum(
+            fields["onAllTasksComplete"], "onAllTasksComplete", _COMPLETE_MODES
+        )
     if "metadata" in fields:
         wire["metadata"] = name_value_list(fields["metadata"], "metadata")
 

@@ -67,10 +67,18 @@ def routes(service: Service) -> list[Route]:
             "currentNodeCommunicationMode": "default",
             "targetNodeCommunicationMode": "default",
         }
-        for key in ("displayName", "virtualMachineConfiguration", "resourceTags",
-                    "enableInterNodeCommunication", "networkConfiguration",
-                    "certificateReferences", "applicationPackageReferences", "userAccounts",
-                    "mountConfiguration", "upgradePolicy"):
+        for key in (
+            "displayName",
+            "virtualMachineConfiguration",
+            "resourceTags",
+            "enableInterNodeCommunication",
+            "networkConfiguration",
+            "certificateReferences",
+            "applicationPackageReferences",
+            "userAccounts",
+            "mountConfiguration",
+            "upgradePolicy",
+        ):
             if key in fields:
                 wire[key] = fields[key]
         if "resizeTimeout" in fields:
@@ -78,16 +86,21 @@ def routes(service: Service) -> list[Route]:
             wire["resizeTimeout"] = fields["resizeTimeout"]
         if "targetNodeCommunicationMode" in fields:
             wire["targetNodeCommunicationMode"] = v.enum(
-                fields["targetNodeCommunicationMode"], "targetNodeCommunicationMode",
-                ("default", "classic", "simplified"))
+                fields["targetNodeCommunicationMode"],
+                "targetNodeCommunicationMode",
+                ("default", "classic", "simplified"),
+            )
         if "taskSlotsPerNode" in fields:
-            wire["taskSlotsPerNode"] = v.integer(fields["taskSlotsPerNode"], "taskSlotsPerNode",
-                                                 1, 256)
+            wire["taskSlotsPerNode"] = v.integer(
+                fields["taskSlotsPerNode"], "taskSlotsPerNode", 1, 256
+            )
         if "taskSchedulingPolicy" in fields:
             fill = fields["taskSchedulingPolicy"].get("nodeFillType")
             wire["taskSchedulingPolicy"] = {
-                "nodeFillType": v.enum(fill, "taskSchedulingPolicy.nodeFillType",
-                                       ("spread", "pack"))}
+                "nodeFillType": v.enum(
+                    fill, "taskSchedulingPolicy.nodeFillType", ("spread", "pack")
+                )
+            }
         if "startTask" in fields:
             wire["startTask"] = _start_task(fields["startTask"])
         if "metadata" in fields:
@@ -95,22 +108,31 @@ def routes(service: Service) -> list[Route]:
         if fields.get("enableAutoScale"):
             for key in ("targetDedicatedNodes", "targetLowPriorityNodes"):
                 if key in fields:
-                    raise invalid_property(key, fields[key],
-                                           "Cannot be specified when enableAutoScale is true.")
+                    raise invalid_property(
+                        key, fields[key], "Cannot be specified when enableAutoScale is true."
+                    )
             formula = fields.get("autoScaleFormula")
             if not formula:
-                raise BatchServiceError(400, "MissingRequiredProperty",
-                                        "A required property was not specified in the request "
-                                        "body.", [("PropertyName", "autoScaleFormula")])
+                raise BatchServiceError(
+                    400,
+                    "MissingRequiredProperty",
+                    "A required property was not specified in the request body.",
+                    [("PropertyName", "autoScaleFormula")],
+                )
             _set_autoscale(wire, formula, fields.get("autoScaleEvaluationInterval"), now)
         else:
             if "autoScaleFormula" in fields:
-                raise invalid_property("autoScaleFormula", fields["autoScaleFormula"],
-                                       "Requires enableAutoScale to be true.")
+                raise invalid_property(
+                    "autoScaleFormula",
+                    fields["autoScaleFormula"],
+                    "Requires enableAutoScale to be true.",
+                )
             wire["targetDedicatedNodes"] = v.integer(
-                fields.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0)
+                fields.get("targetDedicatedNodes", 0), "targetDedicatedNodes", 0
+            )
             wire["targetLowPriorityNodes"] = v.integer(
-                fields.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes", 0)
+                fields.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes", 0
+            )
         stamp(wire, now)
         pool = Pool(wire=wire)
         pool.resize_due = time.monotonic() + RESIZE_DELAY
@@ -132,8 +154,13 @@ def routes(service: Service) -> list[Route]:
 
     def list_(request: Request) -> Response:
         pools = sorted(state.pools.values(), key=lambda p: p.wire["creationTime"])
-        return page(service, request, ((i, p.wire) for i, p in enumerate(pools)),
-                    filterable=POOL_FILTERABLE, selectable=POOL_SELECTABLE)
+        return page(
+            service,
+            request,
+            ((i, p.wire) for i, p in enumerate(pools)),
+            filterable=POOL_FILTERABLE,
+            selectable=POOL_SELECTABLE,
+        )
 
     def delete(request: Request) -> Response:
         pool = find(request)
@@ -159,8 +186,12 @@ def routes(service: Service) -> list[Route]:
             pool.wire["startTask"] = _start_task(fields["startTask"])
         if "metadata" in fields:
             pool.wire["metadata"] = name_value_list(fields["metadata"], "metadata")
-        for key in ("displayName", "applicationPackageReferences", "resourceTags",
-                    "targetNodeCommunicationMode"):
+        for key in (
+            "displayName",
+            "applicationPackageReferences",
+            "resourceTags",
+            "targetNodeCommunicationMode",
+        ):
             if key in fields:
                 pool.wire[key] = fields[key]
         stamp(pool.wire)
@@ -172,8 +203,10 @@ def routes(service: Service) -> list[Route]:
         check_conditions(request, pool.wire)
         _writable(pool)
         if pool.wire.get("enableAutoScale"):
-            raise conflict("AutoScalingEnabled",
-                           "The specified pool has autoscale enabled; disable it to resize.")
+            raise conflict(
+                "AutoScalingEnabled",
+                "The specified pool has autoscale enabled; disable it to resize.",
+            )
         if pool.wire["allocationState"] != "steady":
             raise conflict("PoolBeingResized", "The specified pool is being resized.")
         fields = v.read(request.json_object(), v.RESIZE)
@@ -185,8 +218,10 @@ def routes(service: Service) -> list[Route]:
             pool.wire["resizeTimeout"] = fields["resizeTimeout"]
         if "nodeDeallocationOption" in fields:
             pool.deallocation = v.enum(
-                fields["nodeDeallocationOption"], "nodeDeallocationOption",
-                ("requeue", "terminate", "taskcompletion", "retaineddata"))
+                fields["nodeDeallocationOption"],
+                "nodeDeallocationOption",
+                ("requeue", "terminate", "taskcompletion", "retaineddata"),
+            )
         _start_resize(pool)
         state.save_pool(pool)
         state.wake()
@@ -215,9 +250,12 @@ def routes(service: Service) -> list[Route]:
         body = request.json_object()
         formula = body.get("autoScaleFormula") or pool.wire.get("autoScaleFormula")
         if not isinstance(formula, str) or not formula:
-            raise BatchServiceError(400, "MissingRequiredProperty",
-                                    "A required property was not specified in the request body.",
-                                    [("PropertyName", "autoScaleFormula")])
+            raise BatchServiceError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body.",
+                [("PropertyName", "autoScaleFormula")],
+            )
         _set_autoscale(pool.wire, formula, body.get("autoScaleEvaluationInterval"), utcnow())
         _start_resize(pool)
         stamp(pool.wire)
@@ -238,8 +276,13 @@ def routes(service: Service) -> list[Route]:
     def list_nodes(request: Request) -> Response:
         pool = find(request)
         nodes = sorted(pool.nodes.values(), key=lambda n: n.id)
-        return page(service, request, ((i, n.wire) for i, n in enumerate(nodes)),
-                    filterable=NODE_FILTERABLE, selectable=NODE_SELECTABLE)
+        return page(
+            service,
+            request,
+            ((i, n.wire) for i, n in enumerate(nodes)),
+            filterable=NODE_FILTERABLE,
+            selectable=NODE_SELECTABLE,
+        )
 
     def get_node(request: Request) -> Response:
         node = find_node(request)
@@ -257,10 +300,15 @@ def routes(service: Service) -> list[Route]:
         route("PATCH", "/pools/{poolId}", "Pools_UpdatePool", update),
         route("POST", "/pools/{poolId}/resize", "Pools_ResizePool", resize),
         route("POST", "/pools/{poolId}/stopresize", "Pools_StopPoolResize", stop_resize),
-        route("POST", "/pools/{poolId}/enableautoscale", "Pools_EnablePoolAutoScale",
-              enable_autoscale),
-        route("POST", "/pools/{poolId}/disableautoscale", "Pools_DisablePoolAutoScale",
-              disable_autoscale),
+        route(
+            "POST", "/pools/{poolId}/enableautoscale", "Pools_EnablePoolAutoScale", enable_autoscale
+        ),
+        route(
+            "POST",
+            "/pools/{poolId}/disableautoscale",
+            "Pools_DisablePoolAutoScale",
+            disable_autoscale,
+        ),
         route("GET", "/pools/{poolId}/nodes", "Nodes_ListNodes", list_nodes),
         route("GET", "/pools/{poolId}/nodes/{nodeId}", "Nodes_GetNode", get_node),
     ]
@@ -268,8 +316,10 @@ def routes(service: Service) -> list[Route]:
 
 def _writable(pool: Pool) -> None:
     if pool.wire["state"] == "deleting":
-        raise conflict("PoolBeingDeleted", "The specified pool has been marked for deletion "
-                       "and is being reclaimed.")
+        raise conflict(
+            "PoolBeingDeleted",
+            "The specified pool has been marked for deletion and is being reclaimed.",
+        )
 
 
 def _start_resize(pool: Pool) -> None:
@@ -296,10 +346,10 @@ def _set_autoscale(wire: Wire, formula: str, interval: Any, now: Any) -> None:
         parse_duration(interval, "autoScaleEvaluationInterval")
     wire["enableAutoScale"] = True
     wire["autoScaleFormula"] = formula
-    wire["autoScaleEvaluationInterval"] = interval or wire.get("autoScaleEvaluationInterval",
-                                                                "PT15M")
-    targets: dict[str, int | None] = {"TargetDedicatedNodes": None,
-                                      "TargetLowPriorityNodes": None}
+    wire["autoScaleEvaluationInterval"] = interval or wire.get(
+        "autoScaleEvaluationInterval", "PT15M"
+    )
+    targets: dict[str, int | None] = {"TargetDedicatedNodes": None, "TargetLowPriorityNodes": None}
     for name, number in _TARGET_RE.findall(formula):
         targets[name] = int(number)
     dedicated = targets["TargetDedicatedNodes"]
@@ -311,5 +361,5 @@ def _set_autoscale(wire: Wire, formula: str, interval: Any, now: Any) -> None:
     wire["autoScaleRun"] = {
         "timestamp": iso(now),
         "results": f"$TargetDedicatedNodes={dedicated};$TargetLowPriorityNodes={low};"
-                   "$NodeDeallocationOption=requeue",
+        "$NodeDeallocationOption=requeue",
     }

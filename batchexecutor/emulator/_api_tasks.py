@@ -57,11 +57,14 @@ def routes(service: Service) -> list[Route]:
         if job.state == "terminating":
             raise conflict("JobBeingTerminated", "The specified job is being terminated.")
         if job.state == "deleting":
-            raise conflict("JobBeingDeleted", "The specified job has been marked for deletion "
-                           "and is being garbage collected.")
+            raise conflict(
+                "JobBeingDeleted",
+                "The specified job has been marked for deletion and is being garbage collected.",
+            )
 
-    def build(job: Job, body: Any, batch: dict[str, Wire],
-              named: Collection[str] | None = None) -> Wire:
+    def build(
+        job: Job, body: Any, batch: dict[str, Wire], named: Collection[str] | None = None
+    ) -> Wire:
         """Validate one task body; ``batch`` holds the tasks of the same request so far,
         ``named`` the (lower-case) IDs of all tasks in the request, which may be parents."""
         if not isinstance(body, dict):
@@ -70,28 +73,41 @@ def routes(service: Service) -> list[Route]:
         task_id = check_id(fields["id"])
         prep = job.wire.get("jobPreparationTask")
         if prep is not None and prep.get("id", "jobpreparation").lower() == task_id.lower():
-            raise conflict("TaskIdSameAsJobPreparationTask",
-                           "The task ID is the same as the job preparation task's ID.")
+            raise conflict(
+                "TaskIdSameAsJobPreparationTask",
+                "The task ID is the same as the job preparation task's ID.",
+            )
         if task_id.lower() in job.tasks or task_id.lower() in batch:
             raise conflict("TaskExists", "The specified task already exists.")
-        for unsupported in ("multiInstanceSettings", "containerSettings",
-                            "applicationPackageReferences"):
+        for unsupported in (
+            "multiInstanceSettings",
+            "containerSettings",
+            "applicationPackageReferences",
+        ):
             if unsupported in fields:
-                raise invalid_property(unsupported, "...",
-                                       f"{unsupported} is not supported by the local emulator.")
+                raise invalid_property(
+                    unsupported, "...", f"{unsupported} is not supported by the local emulator."
+                )
         if "dependsOn" in fields:
             if not job.wire.get("usesTaskDependencies"):
-                raise conflict("TaskDependenciesNotSpecifiedOnJob",
-                               "The Task has dependencies, but the Job does not allow Task "
-                               "dependencies (usesTaskDependencies is false).")
-            fields["dependsOn"] = _dependencies(task_id, fields["dependsOn"], job,
-                                                batch if named is None else named)
+                raise conflict(
+                    "TaskDependenciesNotSpecifiedOnJob",
+                    "The Task has dependencies, but the Job does not allow Task "
+                    "dependencies (usesTaskDependencies is false).",
+                )
+            fields["dependsOn"] = _dependencies(
+                task_id, fields["dependsOn"], job, batch if named is None else named
+            )
         if "exitConditions" in fields:
             _check_exit_conditions(fields["exitConditions"], job)
         now = utcnow()
-        constraints = {"maxWallClockTime": UNBOUNDED, "retentionTime": "P7D",
-                       "maxTaskRetryCount": int(
-                           (job.wire.get("constraints") or {}).get("maxTaskRetryCount", 0))}
+        constraints = {
+            "maxWallClockTime": UNBOUNDED,
+            "retentionTime": "P7D",
+            "maxTaskRetryCount": int(
+                (job.wire.get("constraints") or {}).get("maxTaskRetryCount", 0)
+            ),
+        }
         constraints.update(fields.pop("constraints", {}))
         wire: Wire = {
             "id": task_id,
@@ -126,54 +142,76 @@ def routes(service: Service) -> list[Route]:
         body = request.json_object()
         tasks = body.get("value")
         if tasks is None:
-            raise BatchServiceError(400, "MissingRequiredProperty",
-                                    "A required property was not specified in the request body.",
-                                    [("PropertyName", "value")])
+            raise BatchServiceError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body.",
+                [("PropertyName", "value")],
+            )
         if not isinstance(tasks, list):
             raise invalid_property("value", tasks, "Expected a JSON array of tasks.")
         if len(tasks) > MAX_TASKS_PER_COLLECTION:
             raise invalid_property(
-                "value", f"{len(tasks)} tasks",
-                f"A task collection may hold at most {MAX_TASKS_PER_COLLECTION} tasks.")
+                "value",
+                f"{len(tasks)} tasks",
+                f"A task collection may hold at most {MAX_TASKS_PER_COLLECTION} tasks.",
+            )
         accepting(job)
         results: list[Wire] = []
         accepted: dict[str, Wire] = {}
         position: dict[str, int] = {}
         # A parent may come anywhere in the request, before or after its dependents.
-        named = {item["id"].lower() for item in tasks
-                 if isinstance(item, dict) and isinstance(item.get("id"), str)}
+        named = {
+            item["id"].lower()
+            for item in tasks
+            if isinstance(item, dict) and isinstance(item.get("id"), str)
+        }
         for item in tasks:
             task_id = item.get("id") if isinstance(item, dict) else None
             try:
                 wire = build(job, item, accepted, named)
             except BatchServiceError as error:
-                results.append({
-                    "status": "servererror" if error.status >= 500 else "clienterror",
-                    "taskId": task_id if isinstance(task_id, str) else "",
-                    "error": _error_body(error),
-                })
+                results.append(
+                    {
+                        "status": "servererror" if error.status >= 500 else "clienterror",
+                        "taskId": task_id if isinstance(task_id, str) else "",
+                        "error": _error_body(error),
+                    }
+                )
                 continue
             accepted[wire["id"].lower()] = wire
             position[wire["id"].lower()] = len(results)
-            results.append({"status": "success", "taskId": wire["id"], "eTag": wire["eTag"],
-                            "lastModified": wire["lastModified"],
-                            "location": service.url("jobs", job.id, "tasks", wire["id"])})
+            results.append(
+                {
+                    "status": "success",
+                    "taskId": wire["id"],
+                    "eTag": wire["eTag"],
+                    "lastModified": wire["lastModified"],
+                    "location": service.url("jobs", job.id, "tasks", wire["id"]),
+                }
+            )
         # Parents named in the request must have been accepted themselves (transitively).
         pruned = True
         while pruned:
             pruned = False
             for key, wire in list(accepted.items()):
                 parents = (wire.get("dependsOn") or {}).get("taskIds") or []
-                gone = [p for p in parents
-                        if p.lower() not in job.tasks and p.lower() not in accepted]
+                gone = [
+                    p for p in parents if p.lower() not in job.tasks and p.lower() not in accepted
+                ]
                 if gone:
                     del accepted[key]
                     pruned = True
                     results[position[key]] = {
-                        "status": "clienterror", "taskId": wire["id"],
-                        "error": _error_body(invalid_property(
-                            "dependsOn.taskIds", gone[0],
-                            "The task depends on a task of this request that was not added.")),
+                        "status": "clienterror",
+                        "taskId": wire["id"],
+                        "error": _error_body(
+                            invalid_property(
+                                "dependsOn.taskIds",
+                                gone[0],
+                                "The task depends on a task of this request that was not added.",
+                            )
+                        ),
                     }
         _check_cycles(accepted)
         for wire in accepted.values():
@@ -183,8 +221,13 @@ def routes(service: Service) -> list[Route]:
 
     def list_(request: Request) -> Response:
         job = find_job(request)
-        return page(service, request, ((t.seq, t.wire) for t in job.tasks.values()),
-                    filterable=TASK_FILTERABLE, selectable=TASK_SELECTABLE)
+        return page(
+            service,
+            request,
+            ((t.seq, t.wire) for t in job.tasks.values()),
+            filterable=TASK_FILTERABLE,
+            selectable=TASK_SELECTABLE,
+        )
 
     def get(request: Request) -> Response:
         return single(request, find(request).wire, TASK_SELECTABLE)
@@ -195,8 +238,11 @@ def routes(service: Service) -> list[Route]:
         body = request.json_object()
         if "constraints" in body:
             checked = v.task_like({"constraints": body["constraints"]}, "", v.TASK, required=())
-            constraints = {"maxWallClockTime": UNBOUNDED, "retentionTime": "P7D",
-                           "maxTaskRetryCount": 0}
+            constraints = {
+                "maxWallClockTime": UNBOUNDED,
+                "retentionTime": "P7D",
+                "maxTaskRetryCount": 0,
+            }
             constraints.update(checked["constraints"])
             task.wire["constraints"] = constraints
         stamp(task.wire)
@@ -222,9 +268,17 @@ def routes(service: Service) -> list[Route]:
             now = utcnow()
             task.queued = False
             info = task.wire.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
-            info.update({"result": "failure", "endTime": iso(now), "failureInfo": {
-                "category": "usererror", "code": "TaskEnded",
-                "message": "Task Was Ended by User Request"}})
+            info.update(
+                {
+                    "result": "failure",
+                    "endTime": iso(now),
+                    "failureInfo": {
+                        "category": "usererror",
+                        "code": "TaskEnded",
+                        "message": "Task Was Ended by User Request",
+                    },
+                }
+            )
             state.move_task(task, "completed", now)
             state.save_task(task)
             state.release_dependents(task)
@@ -238,12 +292,16 @@ def routes(service: Service) -> list[Route]:
         job = task.job
         info = task.wire.get("executionInfo") or {}
         if job.state in ("completed", "terminating", "deleting"):
-            raise conflict("JobCompleted" if job.state == "completed" else "JobNotActive",
-                           "Tasks of a job that is completed, terminating or being deleted "
-                           "cannot be reactivated.")
+            raise conflict(
+                "JobCompleted" if job.state == "completed" else "JobNotActive",
+                "Tasks of a job that is completed, terminating or being deleted "
+                "cannot be reactivated.",
+            )
         if task.state != "completed" or info.get("result") != "failure":
-            raise conflict("OperationInvalidForCurrentState",
-                           "Only a task that completed with a failure can be reactivated.")
+            raise conflict(
+                "OperationInvalidForCurrentState",
+                "Only a task that completed with a failure can be reactivated.",
+            )
         for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime"):
             info.pop(stale, None)
         info["retryCount"] = 0
@@ -266,12 +324,14 @@ def routes(service: Service) -> list[Route]:
         task = find(request)
         node_info = task.wire.get("nodeInfo")
         if not node_info:
-            raise conflict("TaskNotScheduled" if task.state == "active" else "FileNotFound",
-                           "The task has not been scheduled on a compute node yet.")
-        node = _node(service, node_info["poolId"], node_info["nodeId"])
+            raise conflict(
+                "TaskNotScheduled" if task.state == "active" else "FileNotFound",
+                "The task has not been scheduled on a compute node yet.",
+            )
+        # The directory outlives a removed node (retention), as task files do on Azure.
         root = _task_dir(service, node_info, task)
         base = service.url("jobs", task.job.id, "tasks", task.id, "files")
-        return (root if node is not None or root.exists() else root), base
+        return root, base
 
     def node_root(request: Request) -> tuple[Path, str]:
         node = _node(service, request.path_params["poolId"], request.path_params["nodeId"])
@@ -289,8 +349,9 @@ def routes(service: Service) -> list[Route]:
             raise invalid_query("$filter", text, str(error)) from None
         entries = [_file_entry(path, root, base) for path in _walk(root, recursive)]
         matching = [e for e in entries if predicate(e)]
-        return page(service, request, enumerate(matching), filterable=FILE_FILTERABLE,
-                    selectable=())
+        return page(
+            service, request, enumerate(matching), filterable=FILE_FILTERABLE, selectable=()
+        )
 
     def get_file(request: Request, where: tuple[Path, str]) -> Response:
         root, base = where
@@ -309,9 +370,12 @@ def routes(service: Service) -> list[Route]:
         if wanted:
             found = _RANGE_RE.match(wanted.strip())
             if not found or (not found.group(1) and not found.group(2)):
-                raise BatchServiceError(400, "InvalidHeaderValue",
-                                        "The value for one of the HTTP headers is not in the "
-                                        "correct format.", [("HeaderName", "ocp-range")])
+                raise BatchServiceError(
+                    400,
+                    "InvalidHeaderValue",
+                    "The value for one of the HTTP headers is not in the correct format.",
+                    [("HeaderName", "ocp-range")],
+                )
             if found.group(1):
                 start = int(found.group(1))
                 end = int(found.group(2)) if found.group(2) else size - 1
@@ -330,13 +394,16 @@ def routes(service: Service) -> list[Route]:
         root, _ = where
         rel = request.path_params["filePath"].replace("\\", "/")
         path = (root / rel).resolve()
-        if not path.is_relative_to(root.resolve()) or not path.exists():
+        # The task's (or node's) own directory is not a file of it: never delete the root.
+        if path == root.resolve() or not path.is_relative_to(root.resolve()) or not path.exists():
             raise not_found("File", rel)
         recursive = request.params.get("recursive", "false").lower() == "true"
         if path.is_dir():
             if any(path.iterdir()) and not recursive:
-                raise conflict("DirectoryNotEmpty", "The directory is not empty; use "
-                               "recursive=true to delete it.")
+                raise conflict(
+                    "DirectoryNotEmpty",
+                    "The directory is not empty; use recursive=true to delete it.",
+                )
             import shutil
 
             shutil.rmtree(path)
@@ -347,31 +414,59 @@ def routes(service: Service) -> list[Route]:
     return [
         route("POST", "/jobs/{jobId}/tasks", "Tasks_CreateTask", create),
         route("GET", "/jobs/{jobId}/tasks", "Tasks_ListTasks", list_),
-        route("POST", "/jobs/{jobId}/addtaskcollection", "Tasks_CreateTaskCollection",
-              add_collection),
+        route(
+            "POST", "/jobs/{jobId}/addtaskcollection", "Tasks_CreateTaskCollection", add_collection
+        ),
         route("GET", "/jobs/{jobId}/tasks/{taskId}", "Tasks_GetTask", get),
         route("PUT", "/jobs/{jobId}/tasks/{taskId}", "Tasks_ReplaceTask", replace),
         route("DELETE", "/jobs/{jobId}/tasks/{taskId}", "Tasks_DeleteTask", delete),
-        route("POST", "/jobs/{jobId}/tasks/{taskId}/terminate", "Tasks_TerminateTask",
-              terminate),
-        route("POST", "/jobs/{jobId}/tasks/{taskId}/reactivate", "Tasks_ReactivateTask",
-              reactivate),
-        route("GET", "/jobs/{jobId}/tasks/{taskId}/subtasksinfo", "Tasks_ListSubTasks",
-              subtasks),
-        route("GET", "/jobs/{jobId}/tasks/{taskId}/files", "Tasks_ListTaskFiles",
-              lambda r: list_files(r, task_root(r))),
-        route("GET", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}", "Tasks_GetTaskFile",
-              lambda r: get_file(r, task_root(r))),
-        route("HEAD", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
-              "Tasks_GetTaskFileProperties", lambda r: get_file(r, task_root(r))),
-        route("DELETE", "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
-              "Tasks_DeleteTaskFile", lambda r: delete_file(r, task_root(r))),
-        route("GET", "/pools/{poolId}/nodes/{nodeId}/files", "Nodes_ListNodeFiles",
-              lambda r: list_files(r, node_root(r))),
-        route("GET", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}", "Nodes_GetNodeFile",
-              lambda r: get_file(r, node_root(r))),
-        route("HEAD", "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
-              "Nodes_GetNodeFileProperties", lambda r: get_file(r, node_root(r))),
+        route("POST", "/jobs/{jobId}/tasks/{taskId}/terminate", "Tasks_TerminateTask", terminate),
+        route(
+            "POST", "/jobs/{jobId}/tasks/{taskId}/reactivate", "Tasks_ReactivateTask", reactivate
+        ),
+        route("GET", "/jobs/{jobId}/tasks/{taskId}/subtasksinfo", "Tasks_ListSubTasks", subtasks),
+        route(
+            "GET",
+            "/jobs/{jobId}/tasks/{taskId}/files",
+            "Tasks_ListTaskFiles",
+            lambda r: list_files(r, task_root(r)),
+        ),
+        route(
+            "GET",
+            "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+            "Tasks_GetTaskFile",
+            lambda r: get_file(r, task_root(r)),
+        ),
+        route(
+            "HEAD",
+            "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+            "Tasks_GetTaskFileProperties",
+            lambda r: get_file(r, task_root(r)),
+        ),
+        route(
+            "DELETE",
+            "/jobs/{jobId}/tasks/{taskId}/files/{filePath}",
+            "Tasks_DeleteTaskFile",
+            lambda r: delete_file(r, task_root(r)),
+        ),
+        route(
+            "GET",
+            "/pools/{poolId}/nodes/{nodeId}/files",
+            "Nodes_ListNodeFiles",
+            lambda r: list_files(r, node_root(r)),
+        ),
+        route(
+            "GET",
+            "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+            "Nodes_GetNodeFile",
+            lambda r: get_file(r, node_root(r)),
+        ),
+        route(
+            "HEAD",
+            "/pools/{poolId}/nodes/{nodeId}/files/{filePath}",
+            "Nodes_GetNodeFileProperties",
+            lambda r: get_file(r, node_root(r)),
+        ),
     ]
 
 
@@ -384,8 +479,15 @@ def _task_dir(service: Service, node_info: Wire, task: Task) -> Path:
     from ._scheduler import _safe
 
     nodes_dir: Path = service.scheduler.host.nodes_dir
-    return (nodes_dir / _safe(str(node_info["poolId"])) / str(node_info["nodeId"]) / "workitems"
-            / _safe(task.job.id) / "job-1" / _safe(task.id))
+    return (
+        nodes_dir
+        / _safe(str(node_info["poolId"]))
+        / str(node_info["nodeId"])
+        / "workitems"
+        / _safe(task.job.id)
+        / "job-1"
+        / _safe(task.id)
+    )
 
 
 def _walk(root: Path, recursive: bool) -> Iterator[Path]:
@@ -442,30 +544,47 @@ def _dependencies(task_id: str, value: Any, job: Job, batch: Collection[str]) ->
     depends = v.obj(value, "dependsOn", {"taskIds": "array", "taskIdRanges": "array"})
     ids = depends.get("taskIds") or []
     if sum(len(str(i)) for i in ids) > 64000:
-        raise BatchServiceError(400, "TaskDependencyListTooLong",
-                                "The taskIds collection of the dependsOn property exceeds "
-                                "64000 characters; use taskIdRanges instead.")
+        raise BatchServiceError(
+            400,
+            "TaskDependencyListTooLong",
+            "The taskIds collection of the dependsOn property exceeds "
+            "64000 characters; use taskIdRanges instead.",
+        )
     for i, parent in enumerate(ids):
         if not isinstance(parent, str):
             raise invalid_property(f"dependsOn.taskIds[{i}]", parent, "Expected a task ID.")
         if parent.lower() == task_id.lower():
-            raise invalid_property(f"dependsOn.taskIds[{i}]", parent,
-                                   "A task cannot depend on itself.")
+            raise invalid_property(
+                f"dependsOn.taskIds[{i}]", parent, "A task cannot depend on itself."
+            )
         if parent.lower() not in job.tasks and parent.lower() not in batch:
-            raise invalid_property(f"dependsOn.taskIds[{i}]", parent,
-                                   "The task depends on a task that does not exist in the job "
-                                   "(add parents before, or in the same collection as, their "
-                                   "dependents).")
+            raise invalid_property(
+                f"dependsOn.taskIds[{i}]",
+                parent,
+                "The task depends on a task that does not exist in the job "
+                "(add parents before, or in the same collection as, their "
+                "dependents).",
+            )
     ranges = []
     for i, item in enumerate(depends.get("taskIdRanges") or []):
-        entry = v.obj(item, f"dependsOn.taskIdRanges[{i}]", {"start": "integer", "end": "integer"},
-                      ("start", "end"))
+        entry = v.obj(
+            item,
+            f"dependsOn.taskIdRanges[{i}]",
+            {"start": "integer", "end": "integer"},
+            ("start", "end"),
+        )
         if entry["start"] < 0 or entry["end"] < entry["start"]:
-            raise invalid_property(f"dependsOn.taskIdRanges[{i}]", json.dumps(entry),
-                                   "A range needs 0 <= start <= end.")
+            raise invalid_property(
+                f"dependsOn.taskIdRanges[{i}]",
+                json.dumps(entry),
+                "A range needs 0 <= start <= end.",
+            )
         if task_id.isdigit() and entry["start"] <= int(task_id) <= entry["end"]:
-            raise invalid_property(f"dependsOn.taskIdRanges[{i}]", json.dumps(entry),
-                                   "A task cannot depend on a range that contains itself.")
+            raise invalid_property(
+                f"dependsOn.taskIdRanges[{i}]",
+                json.dumps(entry),
+                "A task cannot depend on a range that contains itself.",
+            )
         ranges.append(entry)
     out: Wire = {}
     if ids:
@@ -500,26 +619,44 @@ def _check_cycles(batch: dict[str, Wire]) -> None:
                 visiting.discard(node)
                 done.add(node)
             elif child in visiting:
-                raise invalid_property("dependsOn", batch[child]["id"],
-                                       "The task dependencies in the collection form a cycle.")
+                raise invalid_property(
+                    "dependsOn",
+                    batch[child]["id"],
+                    "The task dependencies in the collection form a cycle.",
+                )
             elif child not in done:
                 visiting.add(child)
                 stack.append((child, iter(edges[child])))
 
 
 def _check_exit_conditions(value: Any, job: Job) -> None:
-    conditions = v.obj(value, "exitConditions", {
-        "exitCodes": "array", "exitCodeRanges": "array", "preProcessingError": "object",
-        "fileUploadError": "object", "default": "object"})
+    conditions = v.obj(
+        value,
+        "exitConditions",
+        {
+            "exitCodes": "array",
+            "exitCodeRanges": "array",
+            "preProcessingError": "object",
+            "fileUploadError": "object",
+            "default": "object",
+        },
+    )
     options: list[tuple[str, Any]] = []
     for i, item in enumerate(conditions.get("exitCodes") or []):
-        entry = v.obj(item, f"exitConditions.exitCodes[{i}]",
-                      {"code": "integer", "exitOptions": "object"}, ("code", "exitOptions"))
+        entry = v.obj(
+            item,
+            f"exitConditions.exitCodes[{i}]",
+            {"code": "integer", "exitOptions": "object"},
+            ("code", "exitOptions"),
+        )
         options.append((f"exitConditions.exitCodes[{i}].exitOptions", entry["exitOptions"]))
     for i, item in enumerate(conditions.get("exitCodeRanges") or []):
-        entry = v.obj(item, f"exitConditions.exitCodeRanges[{i}]",
-                      {"start": "integer", "end": "integer", "exitOptions": "object"},
-                      ("start", "end", "exitOptions"))
+        entry = v.obj(
+            item,
+            f"exitConditions.exitCodeRanges[{i}]",
+            {"start": "integer", "end": "integer", "exitOptions": "object"},
+            ("start", "end", "exitOptions"),
+        )
         options.append((f"exitConditions.exitCodeRanges[{i}].exitOptions", entry["exitOptions"]))
     for key in ("preProcessingError", "fileUploadError", "default"):
         if key in conditions:
@@ -530,9 +667,11 @@ def _check_exit_conditions(value: Any, job: Job) -> None:
         if "jobAction" in entry:
             v.enum(entry["jobAction"], prop + ".jobAction", ("none", "disable", "terminate"))
             if not performs:
-                raise invalid_property(prop + ".jobAction", entry["jobAction"],
-                                       "jobAction requires the job's onTaskFailure to be "
-                                       "performExitOptionsJobAction.")
+                raise invalid_property(
+                    prop + ".jobAction",
+                    entry["jobAction"],
+                    "jobAction requires the job's onTaskFailure to be performExitOptionsJobAction.",
+                )
         if "dependencyAction" in entry:
             v.enum(entry["dependencyAction"], prop + ".dependencyAction", ("satisfy", "block"))
 
@@ -552,5 +691,3 @@ def _normalize_exit_conditions(conditions: Wire) -> Wire:
         elif key in ("preProcessingError", "fileUploadError", "default"):
             out[key] = fix(value)
     return out
-
-

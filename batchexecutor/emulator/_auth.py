@@ -55,9 +55,7 @@ def sign(key: str, text: str) -> str:
     return base64.b64encode(digest).decode("ascii")
 
 
-def verify(
-    method: str, target: str, headers: Mapping[str, str], account: str, key: str
-) -> None:
+def verify(method: str, target: str, headers: Mapping[str, str], account: str, key: str) -> None:
     """Raise 403 AuthenticationFailed unless the request carries a valid signature."""
     auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     scheme, _, credential = auth.partition(" ")

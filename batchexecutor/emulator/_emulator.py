@@ -1,8 +1,8 @@
 """``BatchEmulator``: a local Azure Batch service for offline work and tests.
 
-    BatchEmulator ──▶ EmulatorServer (HTTP on 127.0.0.1) ──▶ Service (routes, handlers)
-          │                                                       │
-          └──────▶ Scheduler (pools, nodes, task processes) ◀── State (+ Store: SQLite)
+BatchEmulator ──▶ EmulatorServer (HTTP on 127.0.0.1) ──▶ Service (routes, handlers)
+      │                                                       │
+      └──────▶ Scheduler (pools, nodes, task processes) ◀── State (+ Store: SQLite)
 """
 
 from __future__ import annotations
@@ -62,7 +62,9 @@ class BatchEmulator:
         try:
             base64.b64decode(self.account_key, validate=True)
         except ValueError:
-            raise ValueError("account_key must be base64, like an Azure Batch account key") from None
+            raise ValueError(
+                "account_key must be base64, like an Azure Batch account key"
+            ) from None
         self.max_processes = max_processes or os.cpu_count() or 1
         self.faults = FaultInjector(faults or FaultPlan())
         self._port = port
@@ -103,19 +105,38 @@ class BatchEmulator:
         server = EmulatorServer(("127.0.0.1", self._port), service=None)  # type: ignore[arg-type]
         self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
         python_shim(root / "bin")
-        host = Host(account_name=self.account_name, account_url=self.endpoint,
-                    nodes_dir=root / "nodes", bin_dir=root / "bin",
-                    max_processes=self.max_processes)
+        host = Host(
+            account_name=self.account_name,
+            account_url=self.endpoint,
+            nodes_dir=root / "nodes",
+            bin_dir=root / "bin",
+            max_processes=self.max_processes,
+        )
         scheduler = Scheduler(state, host, self.faults)
-        service = Service(state, scheduler, self.faults, endpoint=self.endpoint,
-                          account_name=self.account_name, account_key=self.account_key)
+        service = Service(
+            state,
+            scheduler,
+            self.faults,
+            endpoint=self.endpoint,
+            account_name=self.account_name,
+            account_key=self.account_key,
+        )
         server.service = service
         _restore(state, store, root / "nodes")
         _rebase_urls(state, self.endpoint)
-        self._store, self._scheduler, self._service, self._server = store, scheduler, service, server
+        self._store, self._scheduler, self._service, self._server = (
+            store,
+            scheduler,
+            service,
+            server,
+        )
         scheduler.start()
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="batch-emulator-http", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="batch-emulator-http",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -138,8 +159,12 @@ class BatchEmulator:
     def __enter__(self) -> BatchEmulator:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -156,16 +181,27 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
     for _, body in store.load("pool"):
         pool = Pool(wire=body["wire"], next_node=body["next"])
         for entry in body["nodes"]:
-            node = Node(pool=pool, wire=entry["wire"], root=Path(entry["root"]),
-                        slots=entry["slots"], dedicated=entry["dedicated"],
-                        job_prep=entry.get("jobPrep", {}))
+            node = Node(
+                pool=pool,
+                wire=entry["wire"],
+                root=Path(entry["root"]),
+                slots=entry["slots"],
+                dedicated=entry["dedicated"],
+                job_prep=entry.get("jobPrep", {}),
+            )
             # Processes did not survive: reset what was running on the node.
             for info in node.job_prep.values():
                 if info.get("state") == "running":
-                    info.update(state="completed", result="failure", endTime=iso(utcnow()),
-                                failureInfo={"category": "servererror", "code": "NodeRestarted",
-                                             "message": "The emulator stopped while the task "
-                                                        "was running."})
+                    info.update(
+                        state="completed",
+                        result="failure",
+                        endTime=iso(utcnow()),
+                        failureInfo={
+                            "category": "servererror",
+                            "code": "NodeRestarted",
+                            "message": "The emulator stopped while the task was running.",
+                        },
+                    )
             if node.wire.get("state") == "running":
                 node.wire["state"] = "idle"
             node.wire["runningTasksCount"] = 0
@@ -199,7 +235,6 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
         for task in list(job.tasks.values()):
             if task.state == "completed":
                 state.release_dependents(task)
-
 
 
 _OWN_URL = re.compile(r"^http://127\.0\.0\.1:\d+(?=/|$)")

@@ -4,9 +4,11 @@ Every failure a handler wants to report is raised as :class:`BatchServiceError` 
 rendered by the HTTP layer into the body Azure Batch sends (spec definition
 ``BatchError``)::
 
-    {"odata.metadata": ".../$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container.errors/@Element",
+    {"odata.metadata": ".../$metadata#Microsoft.Azure.Batch.Protocol.Entities.Container
+                          .errors/@Element",
      "code": "JobNotFound",
-     "message": {"lang": "en-US", "value": "The specified job does not exist.\\nRequestId:...\\nTime:..."},
+     "message": {"lang": "en-US",
+                 "value": "The specified job does not exist.\\nRequestId:...\\nTime:..."},
      "values": [{"key": "Reason", "value": "..."}]}
 """
 

@@ -1,10 +1,10 @@
 """HTTP front end of the emulator: routing, Shared Key checks, faults and error bodies.
 
-    client ──HTTP/1.1──▶ Handler.handle_one_request
-                           ├─ fault plan (429 / 503 / dropped connection)
-                           ├─ api-version and Shared Key signature
-                           ├─ route (method, path) ─▶ operation handler (``_api``)
-                           └─ Response or BatchServiceError ─▶ JSON body + Batch headers
+client ──HTTP/1.1──▶ Handler.handle_one_request
+                       ├─ fault plan (429 / 503 / dropped connection)
+                       ├─ api-version and Shared Key signature
+                       ├─ route (method, path) ─▶ operation handler (``_api``)
+                       └─ Response or BatchServiceError ─▶ JSON body + Batch headers
 """
 
 from __future__ import annotations
@@ -85,7 +85,9 @@ def route(method: str, template: str, operation: str, handler: Handler) -> Route
     """``/jobs/{jobId}/tasks/{taskId}/files/{filePath}``: ``filePath`` may hold slashes."""
     regex = re.sub(
         r"\{(\w+)\}",
-        lambda m: f"(?P<{m.group(1)}>.+)" if m.group(1) == "filePath" else f"(?P<{m.group(1)}>[^/]+)",
+        lambda m: (
+            f"(?P<{m.group(1)}>.+)" if m.group(1) == "filePath" else f"(?P<{m.group(1)}>[^/]+)"
+        ),
         template,
     )
     return Route(method, re.compile(f"^{regex}$"), operation, handler)
@@ -118,7 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
     # waits for the client's delayed ACK (40 ms on Linux) on every response that has one.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # request logging goes through the service's request log
 
     def do_GET(self) -> None:
@@ -158,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
             if too_large:
                 self.close_connection = True
                 raise BatchServiceError(
-                    413, "RequestBodyTooLarge",
+                    413,
+                    "RequestBodyTooLarge",
                     "The request body is too large and exceeds the maximum permissible limit.",
                     [("MaxLimit", str(MAX_BODY))],
                 )
@@ -168,7 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise BatchServiceError(
                     # Batch status and error codes: InvalidUri is 400, UnsupportedHttpVerb 405.
                     400 if _known_path(service, request.path) is None else 405,
-                    "InvalidUri" if _known_path(service, request.path) is None
+                    "InvalidUri"
+                    if _known_path(service, request.path) is None
                     else "UnsupportedHttpVerb",
                     "The requested URI does not represent any resource on the server."
                     if _known_path(service, request.path) is None
@@ -182,9 +186,11 @@ class _Handler(BaseHTTPRequestHandler):
             service.log_error(request, error)
             response = _error_response(
                 service.endpoint,
-                BatchServiceError(500, "InternalServerError",
-                                  "The server encountered an internal error. Please retry the "
-                                  "request."),
+                BatchServiceError(
+                    500,
+                    "InternalServerError",
+                    "The server encountered an internal error. Please retry the request.",
+                ),
                 request_id,
             )
         self._send(response, request_id, request)
@@ -202,7 +208,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         self.send_header("request-id", request_id)
         client_request_id = request.header("client-request-id")
-        if client_request_id and (request.header("return-client-request-id") or "").lower() == "true":
+        if (
+            client_request_id
+            and (request.header("return-client-request-id") or "").lower() == "true"
+        ):
             self.send_header("client-request-id", client_request_id)
         self.send_header("DataServiceVersion", "3.0")
         self.send_header("X-Content-Type-Options", "nosniff")
@@ -223,16 +232,21 @@ def _check_api_version(params: Mapping[str, str]) -> None:
     version = params.get("api-version")
     if version is None:
         raise BatchServiceError(
-            400, "MissingRequiredQueryParameter",
+            400,
+            "MissingRequiredQueryParameter",
             "A query parameter that's mandatory for this request is not specified.",
             [("QueryParameterName", "api-version")],
         )
     if version not in API_VERSIONS:
         raise BatchServiceError(
-            400, "InvalidQueryParameterValue",
+            400,
+            "InvalidQueryParameterValue",
             "Value for one of the query parameters specified in the request URI is invalid.",
-            [("QueryParameterName", "api-version"), ("QueryParameterValue", version),
-             ("Reason", f"This emulator implements api-version {min(API_VERSIONS)}.")],
+            [
+                ("QueryParameterName", "api-version"),
+                ("QueryParameterValue", version),
+                ("Reason", f"This emulator implements api-version {min(API_VERSIONS)}."),
+            ],
         )
 
 
@@ -244,29 +258,35 @@ def _known_path(service: Service, path: str) -> str | None:
 
 
 def _fault_error(fault: str, retry_after: float) -> BatchServiceError:
-    headers = {"Retry-After": str(max(1, math.ceil(retry_after))),
-               "retry-after-ms": str(int(retry_after * 1000))}
+    headers = {
+        "Retry-After": str(max(1, math.ceil(retry_after))),
+        "retry-after-ms": str(int(retry_after * 1000)),
+    }
     if fault == "throttle":
-        return BatchServiceError(429, "TooManyRequests",
-                                 "The server is busy; retry after the given time.", None, headers)
-    return BatchServiceError(503, "ServerBusy",
-                             "The server is currently unable to receive requests. Please retry "
-                             "your request.", None, headers)
+        return BatchServiceError(
+            429, "TooManyRequests", "The server is busy; retry after the given time.", None, headers
+        )
+    return BatchServiceError(
+        503,
+        "ServerBusy",
+        "The server is currently unable to receive requests. Please retry your request.",
+        None,
+        headers,
+    )
 
 
 def _error_response(endpoint: str, error: BatchServiceError, request_id: str) -> Response:
-    now = utcnow()
+    stamp = utcnow().strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"  # Batch shows 7 digits
     body: dict[str, Any] = {
         "odata.metadata": f"{endpoint}/$metadata#Microsoft.Azure.Batch.Protocol.Entities."
-                          "Container.errors/@Element",
+        "Container.errors/@Element",
         "code": error.code,
         "message": {
             "lang": "en-US",
-            "value": f"{error.message}\nRequestId:{request_id}\nTime:{now.strftime('%Y-%m-%dT%H:%M:%S.%f')}0Z",
+            "value": f"{error.message}\nRequestId:{request_id}\nTime:{stamp}",
         },
     }
     if error.values:
         body["values"] = [{"key": k, "value": v} for k, v in error.values]
     # No Date here: send_response() already sends one, and Date is a singleton field.
     return Response(error.status, body, dict(error.headers))
-

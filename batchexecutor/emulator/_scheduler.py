@@ -71,8 +71,9 @@ class Scheduler:
         self.faults = faults
         self.busy = 0  # processes running on this host (tasks, start and prep tasks)
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="batch-emulator-scheduler",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="batch-emulator-scheduler", daemon=True
+        )
         self._workers: set[threading.Thread] = set()
         self._processes: set[subprocess.Popen[bytes]] = set()
 
@@ -125,8 +126,10 @@ class Scheduler:
             shutil.rmtree(self.host.nodes_dir / _safe(pool.id), ignore_errors=True)
             return
         option, pool.deallocation = pool.deallocation, "requeue"
-        for dedicated, target_key in ((True, "targetDedicatedNodes"),
-                                      (False, "targetLowPriorityNodes")):
+        for dedicated, target_key in (
+            (True, "targetDedicatedNodes"),
+            (False, "targetLowPriorityNodes"),
+        ):
             target = int(wire.get(target_key) or 0)
             members = [n for n in pool.nodes.values() if n.dedicated == dedicated]
             while len(members) < target:
@@ -172,8 +175,13 @@ class Scheduler:
             "totalTasksSucceeded": 0,
             "isDedicated": dedicated,
         }
-        node = Node(pool=pool, wire=wire, root=root,
-                    slots=int(pool.wire.get("taskSlotsPerNode", 1)), dedicated=dedicated)
+        node = Node(
+            pool=pool,
+            wire=wire,
+            root=root,
+            slots=int(pool.wire.get("taskSlotsPerNode", 1)),
+            dedicated=dedicated,
+        )
         pool.nodes[node_id] = node
         if start_task:
             wire["startTask"] = start_task
@@ -206,9 +214,7 @@ class Scheduler:
         while True:
             with self.state.lock:
                 # A start task is a process on this host too: it waits for a free one.
-                while self.busy >= self.host.max_processes and not (
-                    node.removed or self._stopping
-                ):
+                while self.busy >= self.host.max_processes and not (node.removed or self._stopping):
                     self.state.changed.wait(TICK)
                 if node.removed or self._stopping:
                     return
@@ -302,9 +308,12 @@ class Scheduler:
             nodes = [n for n in pool.nodes.values() if n.usable]
             if not nodes:
                 continue
-            spread = str(
-                (pool.wire.get("taskSchedulingPolicy") or {}).get("nodeFillType", "spread")
-            ).lower() != "pack"
+            spread = (
+                str(
+                    (pool.wire.get("taskSchedulingPolicy") or {}).get("nodeFillType", "spread")
+                ).lower()
+                != "pack"
+            )
             for job in self.state.jobs_on_pool(pool.id):
                 while job.ready and self.busy < host_cap and job.running < job.max_parallel:
                     task = job.ready[0]
@@ -334,8 +343,11 @@ class Scheduler:
                         continue
                     self._start_job_prep(job, node)
                     status = node.job_prep[job.key]
-                if (prep.get("waitForSuccess", True) and status.get("result") != "success"
-                        and status.get("state") != "running"):
+                if (
+                    prep.get("waitForSuccess", True)
+                    and status.get("result") != "success"
+                    and status.get("state") != "running"
+                ):
                     continue  # its job preparation task failed on this node
             if best is None or (spread and free > best.slots - best.used_slots):
                 best = node
@@ -402,10 +414,13 @@ class Scheduler:
                 self.state.move_task(task, "running", started)
                 self.state.save_task(task)
         env = self._env(node, env_settings, task_dir, extra)
-        limit = parse_duration((wire.get("constraints") or {}).get("maxWallClockTime"),
-                               "constraints.maxWallClockTime")
+        limit = parse_duration(
+            (wire.get("constraints") or {}).get("maxWallClockTime"), "constraints.maxWallClockTime"
+        )
         outcome = self._run_process(
-            wire, task_dir, env,
+            wire,
+            task_dir,
+            env,
             stop=lambda: task.stop_reason is not None or self._stopping,
             wall_clock=limit.total_seconds() if limit else None,
             preempt_at=preempt_at,
@@ -426,14 +441,22 @@ class Scheduler:
             while True:
                 prep = job.wire.get("jobPreparationTask")
                 status = node.job_prep.get(job.key) or {}
-                if (prep is None or not prep.get("waitForSuccess", True)
-                        or status.get("state") != "running"
-                        or task.stop_reason is not None or self._stopping):
+                if (
+                    prep is None
+                    or not prep.get("waitForSuccess", True)
+                    or status.get("state") != "running"
+                    or task.stop_reason is not None
+                    or self._stopping
+                ):
                     break
                 self.state.changed.wait(TICK)
-            if (prep is None or not prep.get("waitForSuccess", True)
-                    or status.get("result") != "failure"
-                    or task.stop_reason is not None or self._stopping):
+            if (
+                prep is None
+                or not prep.get("waitForSuccess", True)
+                or status.get("result") != "failure"
+                or task.stop_reason is not None
+                or self._stopping
+            ):
                 return True
             # Back to active, without counting a retry or a requeue.
             node.used_slots -= task.slots
@@ -511,27 +534,34 @@ class Scheduler:
 
     def _start_job_prep(self, job: Job, node: Node) -> None:
         spec = job.wire["jobPreparationTask"]
-        node.job_prep[job.key] = {"state": "running", "startTime": iso(utcnow()),
-                                  "retryCount": 0}
+        node.job_prep[job.key] = {"state": "running", "startTime": iso(utcnow()), "retryCount": 0}
         self.busy += 1
         self._spawn(self._run_job_prep, job, node, spec)
 
     def _run_job_prep(self, job: Job, node: Node, spec: Wire) -> None:
         task_dir = node.root / "workitems" / _safe(job.id) / "job-1" / "jobpreparation"
         limit = int((spec.get("constraints") or {}).get("maxTaskRetryCount", 0))
-        wall = parse_duration((spec.get("constraints") or {}).get("maxWallClockTime"),
-                              "jobPreparationTask.constraints.maxWallClockTime")
+        wall = parse_duration(
+            (spec.get("constraints") or {}).get("maxWallClockTime"),
+            "jobPreparationTask.constraints.maxWallClockTime",
+        )
         settings = list(job.wire.get("commonEnvironmentSettings") or [])
         settings += list(spec.get("environmentSettings") or [])
-        extra = {"AZ_BATCH_JOB_ID": job.id, "AZ_BATCH_TASK_ID": spec.get("id", "jobpreparation"),
-                 "AZ_BATCH_JOB_PREP_DIR": str(task_dir),
-                 "AZ_BATCH_JOB_PREP_WORKING_DIR": str(task_dir / "wd")}
+        extra = {
+            "AZ_BATCH_JOB_ID": job.id,
+            "AZ_BATCH_TASK_ID": spec.get("id", "jobpreparation"),
+            "AZ_BATCH_JOB_PREP_DIR": str(task_dir),
+            "AZ_BATCH_JOB_PREP_WORKING_DIR": str(task_dir / "wd"),
+        }
         env = self._env(node, settings, task_dir, extra)
         retries = 0
         try:
             while True:
                 outcome = self._run_process(
-                    spec, task_dir, env, stop=lambda: self._stopping or node.removed,
+                    spec,
+                    task_dir,
+                    env,
+                    stop=lambda: self._stopping or node.removed,
                     wall_clock=wall.total_seconds() if wall else None,
                 )
                 with self.state.lock:
@@ -544,8 +574,12 @@ class Scheduler:
                     if info["result"] == "failure" and (limit == -1 or retries < limit):
                         retries += 1
                         now = iso(utcnow())
-                        node.job_prep[job.key] = {"state": "running", "startTime": now,
-                                                  "retryCount": retries, "lastRetryTime": now}
+                        node.job_prep[job.key] = {
+                            "state": "running",
+                            "startTime": now,
+                            "retryCount": retries,
+                            "lastRetryTime": now,
+                        }
                         continue
                     node.job_prep[job.key] = info
                     self.state.save_pool(node.pool)
@@ -557,25 +591,29 @@ class Scheduler:
 
     # -- processes ---------------------------------------------------------------------
 
-    def _env(self, node: Node, settings: Any, task_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    def _env(
+        self, node: Node, settings: Any, task_dir: Path, extra: dict[str, str]
+    ) -> dict[str, str]:
         env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
         env["PATH"] = os.pathsep.join([str(self.host.bin_dir), os.environ.get("PATH", "")])
         root = node.root
-        env.update({
-            "AZ_BATCH_ACCOUNT_NAME": self.host.account_name,
-            "AZ_BATCH_ACCOUNT_URL": self.host.account_url,
-            "AZ_BATCH_POOL_ID": node.pool.id,
-            "AZ_BATCH_NODE_ID": node.id,
-            "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.dedicated else "false",
-            "AZ_BATCH_NODE_ROOT_DIR": str(root),
-            "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
-            "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
-            "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(root / "startup" / "wd"),
-            "AZ_BATCH_NODE_MOUNTS_DIR": str(root / "fsmounts"),
-            "AZ_BATCH_TASK_DIR": str(task_dir),
-            "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
-            "AZ_BATCH_TASK_USER": "_azbatch",
-        })
+        env.update(
+            {
+                "AZ_BATCH_ACCOUNT_NAME": self.host.account_name,
+                "AZ_BATCH_ACCOUNT_URL": self.host.account_url,
+                "AZ_BATCH_POOL_ID": node.pool.id,
+                "AZ_BATCH_NODE_ID": node.id,
+                "AZ_BATCH_NODE_IS_DEDICATED": "true" if node.dedicated else "false",
+                "AZ_BATCH_NODE_ROOT_DIR": str(root),
+                "AZ_BATCH_NODE_SHARED_DIR": str(root / "shared"),
+                "AZ_BATCH_NODE_STARTUP_DIR": str(root / "startup"),
+                "AZ_BATCH_NODE_STARTUP_WORKING_DIR": str(root / "startup" / "wd"),
+                "AZ_BATCH_NODE_MOUNTS_DIR": str(root / "fsmounts"),
+                "AZ_BATCH_TASK_DIR": str(task_dir),
+                "AZ_BATCH_TASK_WORKING_DIR": str(task_dir / "wd"),
+                "AZ_BATCH_TASK_USER": "_azbatch",
+            }
+        )
         env.update(extra)
         for item in settings or []:
             env[str(item["name"])] = str(item.get("value") or "")
@@ -602,20 +640,30 @@ class Scheduler:
         try:
             argv = shlex.split(str(spec["commandLine"]))
         except ValueError as error:
-            return Outcome(failure=_user_error("CommandLineParseError", str(error)),
-                           failure_kind="preprocessing")
+            return Outcome(
+                failure=_user_error("CommandLineParseError", str(error)),
+                failure_kind="preprocessing",
+            )
         if not argv:
-            return Outcome(failure=_user_error("CommandLineParseError", "empty command line"),
-                           failure_kind="preprocessing")
+            return Outcome(
+                failure=_user_error("CommandLineParseError", "empty command line"),
+                failure_kind="preprocessing",
+            )
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
             with self.state.lock:
                 if stop():  # ended before its process started (e.g. while preparing)
-                    return Outcome(failure=_user_error("TaskEnded",
-                                                       "Task Was Ended by User Request"))
+                    return Outcome(
+                        failure=_user_error("TaskEnded", "Task Was Ended by User Request")
+                    )
                 try:
                     proc = subprocess.Popen(
-                        argv, cwd=working_dir, env=env, stdout=out, stderr=err,
-                        stdin=subprocess.DEVNULL, start_new_session=True,
+                        argv,
+                        cwd=working_dir,
+                        env=env,
+                        stdout=out,
+                        stderr=err,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
                     )
                 except OSError as error:
                     return Outcome(
@@ -648,7 +696,9 @@ class Scheduler:
                 with self.state.lock:
                     self._processes.discard(proc)
         code = proc.returncode
-        exit_code = _KILL_EXIT_CODE if code == -signal.SIGKILL else (128 - code if code < 0 else code)
+        exit_code = (
+            _KILL_EXIT_CODE if code == -signal.SIGKILL else (128 - code if code < 0 else code)
+        )
         if reason == "preempt":
             return Outcome(stop_reason="preempt")
         failure = None
@@ -657,15 +707,21 @@ class Scheduler:
         elif stop() or self._stopping:
             failure = _user_error("TaskEnded", "Task Was Ended by User Request")
         elif exit_code != 0:
-            failure = _user_error("FailureExitCode",
-                                  "The task process exited with an unexpected exit code",
-                                  [("Message", "The task process exited with an unexpected exit code")])
-        outcome = Outcome(exit_code=exit_code, failure=failure,
-                          stop_reason="walltime" if reason == "walltime" else None)
+            failure = _user_error(
+                "FailureExitCode",
+                "The task process exited with an unexpected exit code",
+                [("Message", "The task process exited with an unexpected exit code")],
+            )
+        outcome = Outcome(
+            exit_code=exit_code,
+            failure=failure,
+            stop_reason="walltime" if reason == "walltime" else None,
+        )
         if output_files:
             try:
-                upload_output_files(output_files, task_dir, working_dir,
-                                    succeeded=failure is None, environment=env)
+                upload_output_files(
+                    output_files, task_dir, working_dir, succeeded=failure is None, environment=env
+                )
             except TransferError as error:
                 if outcome.failure is None:
                     outcome.failure = error.to_failure_info()

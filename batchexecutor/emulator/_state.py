@@ -230,8 +230,12 @@ class State:
         self.store.put(
             "task",
             f"{task.job.key}/{task.key}",
-            {"job": task.job.key, "seq": task.seq, "wire": task.wire,
-             "failureKind": task.failure_kind},
+            {
+                "job": task.job.key,
+                "seq": task.seq,
+                "wire": task.wire,
+                "failureKind": task.failure_kind,
+            },
         )
 
     def save_job(self, job: Job) -> None:
@@ -239,12 +243,18 @@ class State:
 
     def save_pool(self, pool: Pool) -> None:
         nodes = [
-            {"wire": n.wire, "root": str(n.root), "slots": n.slots, "dedicated": n.dedicated,
-             "jobPrep": n.job_prep}
+            {
+                "wire": n.wire,
+                "root": str(n.root),
+                "slots": n.slots,
+                "dedicated": n.dedicated,
+                "jobPrep": n.job_prep,
+            }
             for n in pool.nodes.values()
         ]
-        self.store.put("pool", pool.key, {"wire": pool.wire, "next": pool.next_node,
-                                          "nodes": nodes})
+        self.store.put(
+            "pool", pool.key, {"wire": pool.wire, "next": pool.next_node, "nodes": nodes}
+        )
 
     def wake(self) -> None:
         self.changed.notify_all()
@@ -282,8 +292,10 @@ class State:
         self._link_dependencies(task)
         if task.int_id is not None:
             for waiter in job.range_waiters:
-                if waiter.state == "active" and waiter is not task and any(
-                    lo <= task.int_id <= hi for lo, hi in waiter.dependency_ranges
+                if (
+                    waiter.state == "active"
+                    and waiter is not task
+                    and any(lo <= task.int_id <= hi for lo, hi in waiter.dependency_ranges)
                 ):
                     self._wait_for(waiter, task.key)
         self._maybe_ready(task)
@@ -300,8 +312,10 @@ class State:
             job.range_waiters.append(task)
             for other in job.tasks.values():
                 number = other.int_id
-                if other is not task and number is not None and any(
-                    lo <= number <= hi for lo, hi in ranges
+                if (
+                    other is not task
+                    and number is not None
+                    and any(lo <= number <= hi for lo, hi in ranges)
                 ):
                     self._wait_for(task, other.key)
 
@@ -374,9 +388,7 @@ class State:
 
     def jobs_on_pool(self, pool_id: str) -> list[Job]:
         key = pool_id.lower()
-        found = [
-            j for j in self.jobs.values() if j.pool_id.lower() == key and j.state == "active"
-        ]
+        found = [j for j in self.jobs.values() if j.pool_id.lower() == key and j.state == "active"]
         found.sort(key=lambda j: (-int(j.wire.get("priority", 0)), j.seq))
         return found
 

@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = "CREATE TABLE IF NOT EXISTS resources (kind TEXT, key TEXT, body TEXT, " \
-    "PRIMARY KEY (kind, key))"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS resources (kind TEXT, key TEXT, body TEXT, PRIMARY KEY (kind, key))"
+)
 
 
 class Store:

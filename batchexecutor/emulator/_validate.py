@@ -25,79 +25,150 @@ _TYPES: dict[str, tuple[type, ...]] = {
 Fields = Mapping[str, str]
 
 RESOURCE_FILE: Fields = {
-    "autoStorageContainerName": "string", "storageContainerUrl": "string", "httpUrl": "string",
-    "blobPrefix": "string", "filePath": "string", "fileMode": "string",
+    "autoStorageContainerName": "string",
+    "storageContainerUrl": "string",
+    "httpUrl": "string",
+    "blobPrefix": "string",
+    "filePath": "string",
+    "fileMode": "string",
     "identityReference": "object",
 }
-OUTPUT_FILE: Fields = {"filePattern": "string", "destination": "object",
-                       "uploadOptions": "object"}
-TASK_CONSTRAINTS: Fields = {"maxWallClockTime": "string", "retentionTime": "string",
-                            "maxTaskRetryCount": "integer"}
+OUTPUT_FILE: Fields = {"filePattern": "string", "destination": "object", "uploadOptions": "object"}
+TASK_CONSTRAINTS: Fields = {
+    "maxWallClockTime": "string",
+    "retentionTime": "string",
+    "maxTaskRetryCount": "integer",
+}
 JOB_CONSTRAINTS: Fields = {"maxWallClockTime": "string", "maxTaskRetryCount": "integer"}
 TASK: Fields = {
-    "id": "string", "displayName": "string", "exitConditions": "object",
-    "commandLine": "string", "containerSettings": "object", "resourceFiles": "array",
-    "outputFiles": "array", "environmentSettings": "array", "affinityInfo": "object",
-    "constraints": "object", "requiredSlots": "integer", "userIdentity": "object",
-    "multiInstanceSettings": "object", "dependsOn": "object",
-    "applicationPackageReferences": "array", "authenticationTokenSettings": "object",
+    "id": "string",
+    "displayName": "string",
+    "exitConditions": "object",
+    "commandLine": "string",
+    "containerSettings": "object",
+    "resourceFiles": "array",
+    "outputFiles": "array",
+    "environmentSettings": "array",
+    "affinityInfo": "object",
+    "constraints": "object",
+    "requiredSlots": "integer",
+    "userIdentity": "object",
+    "multiInstanceSettings": "object",
+    "dependsOn": "object",
+    "applicationPackageReferences": "array",
+    "authenticationTokenSettings": "object",
 }
 START_TASK: Fields = {
-    "commandLine": "string", "containerSettings": "object", "resourceFiles": "array",
-    "environmentSettings": "array", "userIdentity": "object", "maxTaskRetryCount": "integer",
+    "commandLine": "string",
+    "containerSettings": "object",
+    "resourceFiles": "array",
+    "environmentSettings": "array",
+    "userIdentity": "object",
+    "maxTaskRetryCount": "integer",
     "waitForSuccess": "boolean",
 }
 JOB_PREPARATION_TASK: Fields = {
-    "id": "string", "commandLine": "string", "containerSettings": "object",
-    "resourceFiles": "array", "environmentSettings": "array", "constraints": "object",
-    "waitForSuccess": "boolean", "userIdentity": "object",
+    "id": "string",
+    "commandLine": "string",
+    "containerSettings": "object",
+    "resourceFiles": "array",
+    "environmentSettings": "array",
+    "constraints": "object",
+    "waitForSuccess": "boolean",
+    "userIdentity": "object",
     "rerunOnNodeRebootAfterSuccess": "boolean",
 }
 JOB_RELEASE_TASK: Fields = {
-    "id": "string", "commandLine": "string", "containerSettings": "object",
-    "resourceFiles": "array", "environmentSettings": "array", "maxWallClockTime": "string",
-    "retentionTime": "string", "userIdentity": "object",
+    "id": "string",
+    "commandLine": "string",
+    "containerSettings": "object",
+    "resourceFiles": "array",
+    "environmentSettings": "array",
+    "maxWallClockTime": "string",
+    "retentionTime": "string",
+    "userIdentity": "object",
 }
 JOB: Fields = {
-    "id": "string", "displayName": "string", "usesTaskDependencies": "boolean",
-    "priority": "integer", "allowTaskPreemption": "boolean", "maxParallelTasks": "integer",
-    "constraints": "object", "jobManagerTask": "object", "jobPreparationTask": "object",
-    "jobReleaseTask": "object", "commonEnvironmentSettings": "array", "poolInfo": "object",
-    "onAllTasksComplete": "string", "onTaskFailure": "string",
-    "networkConfiguration": "object", "metadata": "array",
+    "id": "string",
+    "displayName": "string",
+    "usesTaskDependencies": "boolean",
+    "priority": "integer",
+    "allowTaskPreemption": "boolean",
+    "maxParallelTasks": "integer",
+    "constraints": "object",
+    "jobManagerTask": "object",
+    "jobPreparationTask": "object",
+    "jobReleaseTask": "object",
+    "commonEnvironmentSettings": "array",
+    "poolInfo": "object",
+    "onAllTasksComplete": "string",
+    "onTaskFailure": "string",
+    "networkConfiguration": "object",
+    "metadata": "array",
 }
 JOB_UPDATE: Fields = {
-    "priority": "integer", "allowTaskPreemption": "boolean", "maxParallelTasks": "integer",
-    "constraints": "object", "poolInfo": "object", "onAllTasksComplete": "string",
-    "metadata": "array", "networkConfiguration": "object",
+    "priority": "integer",
+    "allowTaskPreemption": "boolean",
+    "maxParallelTasks": "integer",
+    "constraints": "object",
+    "poolInfo": "object",
+    "onAllTasksComplete": "string",
+    "metadata": "array",
+    "networkConfiguration": "object",
 }
 POOL: Fields = {
-    "id": "string", "displayName": "string", "vmSize": "string",
-    "virtualMachineConfiguration": "object", "resizeTimeout": "string",
-    "resourceTags": "object", "targetDedicatedNodes": "integer",
-    "targetLowPriorityNodes": "integer", "enableAutoScale": "boolean",
-    "autoScaleFormula": "string", "autoScaleEvaluationInterval": "string",
-    "enableInterNodeCommunication": "boolean", "networkConfiguration": "object",
-    "startTask": "object", "certificateReferences": "array",
-    "applicationPackageReferences": "array", "taskSlotsPerNode": "integer",
-    "taskSchedulingPolicy": "object", "userAccounts": "array", "metadata": "array",
-    "mountConfiguration": "array", "targetNodeCommunicationMode": "string",
+    "id": "string",
+    "displayName": "string",
+    "vmSize": "string",
+    "virtualMachineConfiguration": "object",
+    "resizeTimeout": "string",
+    "resourceTags": "object",
+    "targetDedicatedNodes": "integer",
+    "targetLowPriorityNodes": "integer",
+    "enableAutoScale": "boolean",
+    "autoScaleFormula": "string",
+    "autoScaleEvaluationInterval": "string",
+    "enableInterNodeCommunication": "boolean",
+    "networkConfiguration": "object",
+    "startTask": "object",
+    "certificateReferences": "array",
+    "applicationPackageReferences": "array",
+    "taskSlotsPerNode": "integer",
+    "taskSchedulingPolicy": "object",
+    "userAccounts": "array",
+    "metadata": "array",
+    "mountConfiguration": "array",
+    "targetNodeCommunicationMode": "string",
     "upgradePolicy": "object",
 }
 POOL_UPDATE: Fields = {
-    "displayName": "string", "vmSize": "string", "enableInterNodeCommunication": "boolean",
-    "startTask": "object", "applicationPackageReferences": "array", "metadata": "array",
-    "virtualMachineConfiguration": "object", "targetNodeCommunicationMode": "string",
-    "taskSlotsPerNode": "integer", "taskSchedulingPolicy": "object",
-    "networkConfiguration": "object", "resourceTags": "object", "userAccounts": "array",
-    "mountConfiguration": "array", "upgradePolicy": "object",
+    "displayName": "string",
+    "vmSize": "string",
+    "enableInterNodeCommunication": "boolean",
+    "startTask": "object",
+    "applicationPackageReferences": "array",
+    "metadata": "array",
+    "virtualMachineConfiguration": "object",
+    "targetNodeCommunicationMode": "string",
+    "taskSlotsPerNode": "integer",
+    "taskSchedulingPolicy": "object",
+    "networkConfiguration": "object",
+    "resourceTags": "object",
+    "userAccounts": "array",
+    "mountConfiguration": "array",
+    "upgradePolicy": "object",
 }
-RESIZE: Fields = {"targetDedicatedNodes": "integer", "targetLowPriorityNodes": "integer",
-                  "resizeTimeout": "string", "nodeDeallocationOption": "string"}
+RESIZE: Fields = {
+    "targetDedicatedNodes": "integer",
+    "targetLowPriorityNodes": "integer",
+    "resizeTimeout": "string",
+    "nodeDeallocationOption": "string",
+}
 
 
-def read(body: Mapping[str, Any], fields: Fields, prefix: str = "",
-         required: tuple[str, ...] = ()) -> dict[str, Any]:
+def read(
+    body: Mapping[str, Any], fields: Fields, prefix: str = "", required: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The known properties of ``body``, type-checked; unknown ones are dropped."""
     for name in required:
         if body.get(name) is None:
@@ -135,25 +206,31 @@ def integer(value: Any, prop: str, low: int | None = None, high: int | None = No
     return value
 
 
-def task_like(body: Mapping[str, Any], prop: str, fields: Fields,
-              required: tuple[str, ...] = ("commandLine",)) -> dict[str, Any]:
+def task_like(
+    body: Mapping[str, Any], prop: str, fields: Fields, required: tuple[str, ...] = ("commandLine",)
+) -> dict[str, Any]:
     """A task, start task or job preparation task body, with its nested parts checked."""
     out = read(body, fields, prop, required)
     if "id" in out:
         check_id(out["id"], prop + "id")
     if "environmentSettings" in out:
-        out["environmentSettings"] = name_value_list(out["environmentSettings"],
-                                                     prop + "environmentSettings")
+        out["environmentSettings"] = name_value_list(
+            out["environmentSettings"], prop + "environmentSettings"
+        )
     if "resourceFiles" in out:
         files = []
         for i, item in enumerate(out["resourceFiles"]):
             name = f"{prop}resourceFiles[{i}]"
             entry = obj(item, name, RESOURCE_FILE)
-            sources = [k for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl")
-                       if k in entry]
+            sources = [
+                k
+                for k in ("autoStorageContainerName", "storageContainerUrl", "httpUrl")
+                if k in entry
+            ]
             if len(sources) != 1:
                 raise invalid_property(
-                    name, item,
+                    name,
+                    item,
                     "Exactly one of autoStorageContainerName, storageContainerUrl and httpUrl "
                     "must be specified.",
                 )
@@ -165,17 +242,20 @@ def task_like(body: Mapping[str, Any], prop: str, fields: Fields,
         outputs = []
         for i, item in enumerate(out["outputFiles"]):
             name = f"{prop}outputFiles[{i}]"
-            entry = obj(item, name, OUTPUT_FILE, ("filePattern", "destination",
-                                                  "uploadOptions"))
+            entry = obj(item, name, OUTPUT_FILE, ("filePattern", "destination", "uploadOptions"))
             container = entry["destination"].get("container")
             if not isinstance(container, dict) or not isinstance(
                 container.get("containerUrl"), str
             ):
                 raise missing_property(name + ".destination.container.containerUrl")
             condition = entry["uploadOptions"].get("uploadCondition")
-            entry["uploadOptions"] = {"uploadCondition": enum(
-                condition, name + ".uploadOptions.uploadCondition",
-                ("tasksuccess", "taskfailure", "taskcompletion"))}
+            entry["uploadOptions"] = {
+                "uploadCondition": enum(
+                    condition,
+                    name + ".uploadOptions.uploadCondition",
+                    ("tasksuccess", "taskfailure", "taskcompletion"),
+                )
+            }
             outputs.append(entry)
         out["outputFiles"] = outputs
     if "constraints" in out:

@@ -203,8 +203,10 @@ def _projection_problems(op_id: str, status: int, body: Any, selected: frozenset
     if not problems:
         return []
     listing = "\n".join(f"  {p}" for p in problems)
-    return [f"{op_id} {status} response body with $select={','.join(sorted(selected))}: "
-            f"{len(problems)} violation(s):\n{listing}"]
+    return [
+        f"{op_id} {status} response body with $select={','.join(sorted(selected))}: "
+        f"{len(problems)} violation(s):\n{listing}"
+    ]
 
 
 def exchange_problems(exchange: Exchange) -> tuple[str, list[str]]:
@@ -228,7 +230,8 @@ def exchange_problems(exchange: Exchange) -> tuple[str, list[str]]:
         )
         if not content_type.lower().startswith("application/json"):
             problems.append(
-                f"a JSON body needs Content-Type application/json, got {content_type!r}")
+                f"a JSON body needs Content-Type application/json, got {content_type!r}"
+            )
         try:
             body = json.loads(exchange.body)
         except ValueError as error:
@@ -323,28 +326,49 @@ def _pools_and_nodes(client: BatchClient) -> str:
     """Pools (CRUD, exists, resize, stop resize, autoscale, delete), nodes and node files.
 
     Returns the ID of the node of the main pool."""
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id=POOL, display_name="contract pool", vm_size="standard_d2s_v3",
-        virtual_machine_configuration=bm.VirtualMachineConfiguration(
-            image_reference=bm.BatchVmImageReference(
-                publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"),
-            node_agent_sku_id="batch.node.ubuntu 22.04"),
-        resize_timeout=timedelta(minutes=10), target_dedicated_nodes=1, task_slots_per_node=4,
-        task_scheduling_policy=bm.BatchTaskSchedulingPolicy(node_fill_type="pack"),
-        start_task=bm.BatchStartTask(
-            command_line=f"{PY} \"import os; print('start', os.environ['STAGE'])\"",
-            environment_settings=_env(STAGE="boot"), max_task_retry_count=1,
-            wait_for_success=True,
-            user_identity=bm.UserIdentity(auto_user=bm.AutoUserSpecification(
-                scope="pool", elevation_level="admin"))),
-        metadata=_metadata(owner="contract", purpose="spec")))
-    expect_error(409, "PoolExists", lambda: client.create_pool(
-        bm.BatchPoolCreateOptions(id=POOL, vm_size="standard_d2s_v3")))
-    expect_error(400, None, lambda: client.create_pool(
-        bm.BatchPoolCreateOptions(id="bad pool id!", vm_size="standard_d2s_v3")))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id=POOL,
+            display_name="contract pool",
+            vm_size="standard_d2s_v3",
+            virtual_machine_configuration=bm.VirtualMachineConfiguration(
+                image_reference=bm.BatchVmImageReference(
+                    publisher="canonical", offer="0001-com-ubuntu-server-jammy", sku="22_04-lts"
+                ),
+                node_agent_sku_id="batch.node.ubuntu 22.04",
+            ),
+            resize_timeout=timedelta(minutes=10),
+            target_dedicated_nodes=1,
+            task_slots_per_node=4,
+            task_scheduling_policy=bm.BatchTaskSchedulingPolicy(node_fill_type="pack"),
+            start_task=bm.BatchStartTask(
+                command_line=f"{PY} \"import os; print('start', os.environ['STAGE'])\"",
+                environment_settings=_env(STAGE="boot"),
+                max_task_retry_count=1,
+                wait_for_success=True,
+                user_identity=bm.UserIdentity(
+                    auto_user=bm.AutoUserSpecification(scope="pool", elevation_level="admin")
+                ),
+            ),
+            metadata=_metadata(owner="contract", purpose="spec"),
+        )
+    )
+    expect_error(
+        409,
+        "PoolExists",
+        lambda: client.create_pool(bm.BatchPoolCreateOptions(id=POOL, vm_size="standard_d2s_v3")),
+    )
+    expect_error(
+        400,
+        None,
+        lambda: client.create_pool(
+            bm.BatchPoolCreateOptions(id="bad pool id!", vm_size="standard_d2s_v3")
+        ),
+    )
     wait_for(lambda: client.get_pool(POOL).allocation_state == "steady")
-    node_id: str = wait_for(lambda: next(
-        (n.id for n in client.list_nodes(POOL) if n.state == "idle"), None))
+    node_id: str = wait_for(
+        lambda: next((n.id for n in client.list_nodes(POOL) if n.state == "idle"), None)
+    )
 
     assert client.pool_exists(POOL)
     # 404 (no body) is pool_exists' documented "no"; azure-batch 15.1's BatchExceptionPolicy
@@ -354,30 +378,61 @@ def _pools_and_nodes(client: BatchClient) -> str:
     assert {p.id for p in client.list_pools(max_results=1)} >= {POOL}  # pages via nextLink
     list(client.list_pools(filter="state eq 'active'", select=["id", "allocationState"]))
     expect_error(404, "PoolNotFound", lambda: client.get_pool("no-such-pool"))
-    expect_error(400, "InvalidQueryParameterValue",
-                 lambda: list(client.list_pools(filter="this is not odata")))
-    client.update_pool(POOL, bm.BatchPoolUpdateOptions(
-        display_name="contract pool, updated", metadata=_metadata(owner="contract", rev="2")))
+    expect_error(
+        400,
+        "InvalidQueryParameterValue",
+        lambda: list(client.list_pools(filter="this is not odata")),
+    )
+    client.update_pool(
+        POOL,
+        bm.BatchPoolUpdateOptions(
+            display_name="contract pool, updated", metadata=_metadata(owner="contract", rev="2")
+        ),
+    )
 
     # Resize, stop a resize, autoscale and delete on a second pool.
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id=SCALE_POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=0))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id=SCALE_POOL, vm_size="standard_d2s_v3", target_dedicated_nodes=0
+        )
+    )
     wait_for(lambda: client.get_pool(SCALE_POOL).allocation_state == "steady")
-    client.begin_resize_pool(SCALE_POOL, bm.BatchPoolResizeOptions(
-        target_dedicated_nodes=1, resize_timeout=timedelta(minutes=5),
-        node_deallocation_option="requeue"), polling_interval=POLL).result()
-    expect_error(400, "InvalidPropertyValue", lambda: client.begin_resize_pool(
-        SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=-1)))
-    client.begin_resize_pool(SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=2),
-                             polling_interval=POLL)
+    client.begin_resize_pool(
+        SCALE_POOL,
+        bm.BatchPoolResizeOptions(
+            target_dedicated_nodes=1,
+            resize_timeout=timedelta(minutes=5),
+            node_deallocation_option="requeue",
+        ),
+        polling_interval=POLL,
+    ).result()
+    expect_error(
+        400,
+        "InvalidPropertyValue",
+        lambda: client.begin_resize_pool(
+            SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=-1)
+        ),
+    )
+    client.begin_resize_pool(
+        SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=POLL
+    )
     client.begin_stop_pool_resize(SCALE_POOL, polling_interval=POLL).result()
-    client.enable_pool_auto_scale(SCALE_POOL, bm.BatchPoolEnableAutoScaleOptions(
-        auto_scale_formula="$TargetDedicatedNodes = 1;",
-        auto_scale_evaluation_interval=timedelta(minutes=5)))
+    client.enable_pool_auto_scale(
+        SCALE_POOL,
+        bm.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula="$TargetDedicatedNodes = 1;",
+            auto_scale_evaluation_interval=timedelta(minutes=5),
+        ),
+    )
     wait_for(lambda: client.get_pool(SCALE_POOL).allocation_state == "steady")
     client.get_pool(SCALE_POOL)  # with autoScaleRun
-    expect_error(409, "AutoScalingEnabled", lambda: client.begin_resize_pool(
-        SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=3)))
+    expect_error(
+        409,
+        "AutoScalingEnabled",
+        lambda: client.begin_resize_pool(
+            SCALE_POOL, bm.BatchPoolResizeOptions(target_dedicated_nodes=3)
+        ),
+    )
     client.disable_pool_auto_scale(SCALE_POOL)
     client.begin_delete_pool(SCALE_POOL, polling_interval=POLL).result()  # ends with a 404
     expect_error(404, "PoolNotFound", lambda: client.disable_pool_auto_scale(SCALE_POOL))
@@ -396,42 +451,76 @@ def _pools_and_nodes(client: BatchClient) -> str:
     b"".join(client.download_node_file(POOL, node_id, "startup/stdout.txt", ocp_range="bytes=0-4"))
     client.get_node_file_properties(POOL, node_id, "startup/stdout.txt")
     client.get_node_file_properties(POOL, node_id, "startup")  # a directory
-    expect_error(404, None, lambda: b"".join(
-        client.download_node_file(POOL, node_id, "startup/missing.txt")))
-    expect_error(404, None, lambda: client.get_node_file_properties(
-        POOL, node_id, "startup/missing.txt"))
+    expect_error(
+        404, None, lambda: b"".join(client.download_node_file(POOL, node_id, "startup/missing.txt"))
+    )
+    expect_error(
+        404, None, lambda: client.get_node_file_properties(POOL, node_id, "startup/missing.txt")
+    )
     return node_id
 
 
 def _jobs_and_tasks(client: BatchClient) -> None:
     """Jobs (CRUD, replace, disable/enable, terminate, counts, prep status) and tasks."""
-    client.create_job(bm.BatchJobCreateOptions(
-        id=JOB, display_name="contract job", priority=10, max_parallel_tasks=4,
-        uses_task_dependencies=True, allow_task_preemption=False,
-        constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(hours=1),
-                                           max_task_retry_count=1),
-        job_preparation_task=bm.BatchJobPreparationTask(
-            id="prep", command_line=f"{PY} \"print('prep')\"",
-            environment_settings=_env(PREP="1"),
-            constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(minutes=5),
-                                                retention_time=timedelta(days=1),
-                                                max_task_retry_count=0),
-            wait_for_success=True, rerun_on_node_reboot_after_success=False),
-        job_release_task=bm.BatchJobReleaseTask(
-            id="release", command_line=f"{PY} \"print('release')\"",
-            max_wall_clock_time=timedelta(minutes=5), retention_time=timedelta(days=1)),
-        common_environment_settings=_env(COMMON="shared"),
-        pool_info=bm.BatchPoolInfo(pool_id=POOL),
-        all_tasks_complete_mode="noaction", task_failure_mode="noaction",
-        metadata=_metadata(kind="contract")))
-    expect_error(409, "JobExists", lambda: client.create_job(bm.BatchJobCreateOptions(
-        id=JOB, pool_info=bm.BatchPoolInfo(pool_id=POOL))))
-    expect_error(400, "InvalidPropertyValue", lambda: client.create_job(bm.BatchJobCreateOptions(
-        id="bad job id!", pool_info=bm.BatchPoolInfo(pool_id=POOL))))
+    client.create_job(
+        bm.BatchJobCreateOptions(
+            id=JOB,
+            display_name="contract job",
+            priority=10,
+            max_parallel_tasks=4,
+            uses_task_dependencies=True,
+            allow_task_preemption=False,
+            constraints=bm.BatchJobConstraints(
+                max_wall_clock_time=timedelta(hours=1), max_task_retry_count=1
+            ),
+            job_preparation_task=bm.BatchJobPreparationTask(
+                id="prep",
+                command_line=f"{PY} \"print('prep')\"",
+                environment_settings=_env(PREP="1"),
+                constraints=bm.BatchTaskConstraints(
+                    max_wall_clock_time=timedelta(minutes=5),
+                    retention_time=timedelta(days=1),
+                    max_task_retry_count=0,
+                ),
+                wait_for_success=True,
+                rerun_on_node_reboot_after_success=False,
+            ),
+            job_release_task=bm.BatchJobReleaseTask(
+                id="release",
+                command_line=f"{PY} \"print('release')\"",
+                max_wall_clock_time=timedelta(minutes=5),
+                retention_time=timedelta(days=1),
+            ),
+            common_environment_settings=_env(COMMON="shared"),
+            pool_info=bm.BatchPoolInfo(pool_id=POOL),
+            all_tasks_complete_mode="noaction",
+            task_failure_mode="noaction",
+            metadata=_metadata(kind="contract"),
+        )
+    )
+    expect_error(
+        409,
+        "JobExists",
+        lambda: client.create_job(
+            bm.BatchJobCreateOptions(id=JOB, pool_info=bm.BatchPoolInfo(pool_id=POOL))
+        ),
+    )
+    expect_error(
+        400,
+        "InvalidPropertyValue",
+        lambda: client.create_job(
+            bm.BatchJobCreateOptions(id="bad job id!", pool_info=bm.BatchPoolInfo(pool_id=POOL))
+        ),
+    )
     expect_error(404, "JobNotFound", lambda: client.get_job("no-such-job"))
     job = client.get_job(JOB)
-    expect_error(412, "ConditionNotMet", lambda: client.get_job(
-        JOB, etag="0x8D0000000000000", match_condition=MatchConditions.IfNotModified))
+    expect_error(
+        412,
+        "ConditionNotMet",
+        lambda: client.get_job(
+            JOB, etag="0x8D0000000000000", match_condition=MatchConditions.IfNotModified
+        ),
+    )
     client.get_job(JOB, etag=job.etag, match_condition=MatchConditions.IfNotModified)
     client.get_job(JOB, select=["id", "state", "executionInfo", "jobPreparationTask"])
     list(client.list_jobs())
@@ -440,62 +529,127 @@ def _jobs_and_tasks(client: BatchClient) -> None:
     # Tasks: a success that writes files, a failure with retries and exit conditions,
     # dependents of both, numeric tasks with ID ranges, a long runner.
     exit_conditions = bm.ExitConditions(
-        exit_codes=[bm.ExitCodeMapping(code=3, exit_options=bm.ExitOptions(
-            dependency_action="satisfy"))],
-        exit_code_ranges=[bm.ExitCodeRangeMapping(start=4, end=9, exit_options=bm.ExitOptions(
-            dependency_action="block"))],
+        exit_codes=[
+            bm.ExitCodeMapping(code=3, exit_options=bm.ExitOptions(dependency_action="satisfy"))
+        ],
+        exit_code_ranges=[
+            bm.ExitCodeRangeMapping(
+                start=4, end=9, exit_options=bm.ExitOptions(dependency_action="block")
+            )
+        ],
         pre_processing_error=bm.ExitOptions(dependency_action="block"),
         file_upload_error=bm.ExitOptions(dependency_action="block"),
-        default=bm.ExitOptions(dependency_action="block"))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(
-        id="parent", display_name="writes files",
-        command_line=f"{PY} \"import os; open('out.txt', 'w').write(os.environ['GREETING']); "
-                     "os.makedirs('sub', exist_ok=True); open('sub/x.txt', 'w').write('x'); "
-                     "print('parent done')\"",
-        environment_settings=_env(GREETING="hello"),
-        constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(minutes=5),
-                                            retention_time=timedelta(days=2),
-                                            max_task_retry_count=0),
-        required_slots=1,
-        user_identity=bm.UserIdentity(auto_user=bm.AutoUserSpecification(
-            scope="task", elevation_level="nonadmin"))))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(
-        id="fails", command_line=f"{PY} \"import sys; sys.exit(3)\"",
-        exit_conditions=exit_conditions,
-        constraints=bm.BatchTaskConstraints(max_task_retry_count=1)))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(
-        id="child", command_line=f"{PY} \"print('child')\"",
-        depends_on=bm.BatchTaskDependencies(task_ids=["parent", "fails"])))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(
-        id="sleeper", command_line=f"{PY} \"import time; time.sleep(120)\"",
-        constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(minutes=5))))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(  # fails before its process starts
-        id="no-program", command_line="no-such-program-on-this-host --flag",
-        exit_conditions=exit_conditions))
-    client.create_task(JOB, bm.BatchTaskCreateOptions(  # ended by maxWallClockTime
-        id="overtime", command_line=f"{PY} \"import time; time.sleep(60)\"",
-        constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(seconds=1),
-                                            max_task_retry_count=0)))
-    expect_error(409, "TaskExists", lambda: client.create_task(
-        JOB, bm.BatchTaskCreateOptions(id="parent", command_line="true")))
-    expect_error(400, "InvalidPropertyValue", lambda: client.create_task(
-        JOB, bm.BatchTaskCreateOptions(id="bad task id!", command_line="true")))
-    expect_error(404, "JobNotFound", lambda: client.create_task(
-        "no-such-job", bm.BatchTaskCreateOptions(id="t", command_line="true")))
-
-    result = client.create_task_collection(JOB, bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="1", command_line=f"{PY} \"print(1)\""),
-        bm.BatchTaskCreateOptions(id="2", command_line=f"{PY} \"print(2)\""),
+        default=bm.ExitOptions(dependency_action="block"),
+    )
+    client.create_task(
+        JOB,
         bm.BatchTaskCreateOptions(
-            id="3", command_line=f"{PY} \"print(3)\"",
-            depends_on=bm.BatchTaskDependencies(task_id_ranges=[bm.BatchTaskIdRange(
-                start=1, end=2)])),
-        bm.BatchTaskCreateOptions(id="parent", command_line="true"),  # exists: a client error
-    ]))
+            id="parent",
+            display_name="writes files",
+            command_line=f"{PY} \"import os; open('out.txt', 'w').write(os.environ['GREETING']); "
+            "os.makedirs('sub', exist_ok=True); open('sub/x.txt', 'w').write('x'); "
+            "print('parent done')\"",
+            environment_settings=_env(GREETING="hello"),
+            constraints=bm.BatchTaskConstraints(
+                max_wall_clock_time=timedelta(minutes=5),
+                retention_time=timedelta(days=2),
+                max_task_retry_count=0,
+            ),
+            required_slots=1,
+            user_identity=bm.UserIdentity(
+                auto_user=bm.AutoUserSpecification(scope="task", elevation_level="nonadmin")
+            ),
+        ),
+    )
+    client.create_task(
+        JOB,
+        bm.BatchTaskCreateOptions(
+            id="fails",
+            command_line=f'{PY} "import sys; sys.exit(3)"',
+            exit_conditions=exit_conditions,
+            constraints=bm.BatchTaskConstraints(max_task_retry_count=1),
+        ),
+    )
+    client.create_task(
+        JOB,
+        bm.BatchTaskCreateOptions(
+            id="child",
+            command_line=f"{PY} \"print('child')\"",
+            depends_on=bm.BatchTaskDependencies(task_ids=["parent", "fails"]),
+        ),
+    )
+    client.create_task(
+        JOB,
+        bm.BatchTaskCreateOptions(
+            id="sleeper",
+            command_line=f'{PY} "import time; time.sleep(120)"',
+            constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(minutes=5)),
+        ),
+    )
+    client.create_task(
+        JOB,
+        bm.BatchTaskCreateOptions(  # fails before its process starts
+            id="no-program",
+            command_line="no-such-program-on-this-host --flag",
+            exit_conditions=exit_conditions,
+        ),
+    )
+    client.create_task(
+        JOB,
+        bm.BatchTaskCreateOptions(  # ended by maxWallClockTime
+            id="overtime",
+            command_line=f'{PY} "import time; time.sleep(60)"',
+            constraints=bm.BatchTaskConstraints(
+                max_wall_clock_time=timedelta(seconds=1), max_task_retry_count=0
+            ),
+        ),
+    )
+    expect_error(
+        409,
+        "TaskExists",
+        lambda: client.create_task(
+            JOB, bm.BatchTaskCreateOptions(id="parent", command_line="true")
+        ),
+    )
+    expect_error(
+        400,
+        "InvalidPropertyValue",
+        lambda: client.create_task(
+            JOB, bm.BatchTaskCreateOptions(id="bad task id!", command_line="true")
+        ),
+    )
+    expect_error(
+        404,
+        "JobNotFound",
+        lambda: client.create_task(
+            "no-such-job", bm.BatchTaskCreateOptions(id="t", command_line="true")
+        ),
+    )
+
+    result = client.create_task_collection(
+        JOB,
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(id="1", command_line=f'{PY} "print(1)"'),
+                bm.BatchTaskCreateOptions(id="2", command_line=f'{PY} "print(2)"'),
+                bm.BatchTaskCreateOptions(
+                    id="3",
+                    command_line=f'{PY} "print(3)"',
+                    depends_on=bm.BatchTaskDependencies(
+                        task_id_ranges=[bm.BatchTaskIdRange(start=1, end=2)]
+                    ),
+                ),
+                bm.BatchTaskCreateOptions(
+                    id="parent", command_line="true"
+                ),  # exists: a client error
+            ]
+        ),
+    )
     statuses = sorted(r.status for r in result.result_values or [])
     assert statuses == ["clienterror", "success", "success", "success"], statuses
-    client.create_tasks(JOB, [bm.BatchTaskCreateOptions(id=f"bulk-{i}", command_line="true")
-                              for i in range(3)])
+    client.create_tasks(
+        JOB, [bm.BatchTaskCreateOptions(id=f"bulk-{i}", command_line="true") for i in range(3)]
+    )
 
     parent = _completed(client, JOB, "parent")
     assert parent.execution_info is not None and parent.execution_info.exit_code == 0
@@ -529,13 +683,22 @@ def _jobs_and_tasks(client: BatchClient) -> None:
     client.delete_task_file(JOB, "parent", "wd/sub", recursive=True)
     expect_error(404, None, lambda: client.delete_task_file(JOB, "parent", "wd/out.txt"))
     expect_error(404, None, lambda: client.get_task_file_properties(JOB, "parent", "wd/out.txt"))
-    expect_error(404, None, lambda: b"".join(
-        client.download_task_file(JOB, "parent", "wd/out.txt")))
+    expect_error(
+        404, None, lambda: b"".join(client.download_task_file(JOB, "parent", "wd/out.txt"))
+    )
 
     # Replace, terminate, reactivate, delete.
-    client.replace_task(JOB, "sleeper", bm.BatchTask(constraints=bm.BatchTaskConstraints(
-        max_wall_clock_time=timedelta(minutes=10), retention_time=timedelta(days=1),
-        max_task_retry_count=0)))
+    client.replace_task(
+        JOB,
+        "sleeper",
+        bm.BatchTask(
+            constraints=bm.BatchTaskConstraints(
+                max_wall_clock_time=timedelta(minutes=10),
+                retention_time=timedelta(days=1),
+                max_task_retry_count=0,
+            )
+        ),
+    )
     client.terminate_task(JOB, "sleeper")
     _completed(client, JOB, "sleeper")
     client.reactivate_task(JOB, "fails")
@@ -545,43 +708,84 @@ def _jobs_and_tasks(client: BatchClient) -> None:
     expect_error(404, "TaskNotFound", lambda: client.delete_task(JOB, "bulk-0"))
 
     # Job updates and state changes.
-    client.update_job(JOB, bm.BatchJobUpdateOptions(
-        priority=20, max_parallel_tasks=2, metadata=_metadata(kind="contract", rev="2"),
-        constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(hours=2),
-                                           max_task_retry_count=2)))
-    client.replace_job(JOB, bm.BatchJob(
-        pool_info=bm.BatchPoolInfo(pool_id=POOL), priority=30, max_parallel_tasks=3,
-        allow_task_preemption=False, all_tasks_complete_mode="noaction",
-        constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(hours=3),
-                                           max_task_retry_count=0),
-        metadata=_metadata(kind="contract", rev="3")))
-    expect_error(400, None, lambda: client.update_job(JOB, bm.BatchJobUpdateOptions(
-        priority=5000)))
-    client.begin_disable_job(JOB, bm.BatchJobDisableOptions(disable_tasks="requeue"),
-                             polling_interval=POLL).result()
+    client.update_job(
+        JOB,
+        bm.BatchJobUpdateOptions(
+            priority=20,
+            max_parallel_tasks=2,
+            metadata=_metadata(kind="contract", rev="2"),
+            constraints=bm.BatchJobConstraints(
+                max_wall_clock_time=timedelta(hours=2), max_task_retry_count=2
+            ),
+        ),
+    )
+    client.replace_job(
+        JOB,
+        bm.BatchJob(
+            pool_info=bm.BatchPoolInfo(pool_id=POOL),
+            priority=30,
+            max_parallel_tasks=3,
+            allow_task_preemption=False,
+            all_tasks_complete_mode="noaction",
+            constraints=bm.BatchJobConstraints(
+                max_wall_clock_time=timedelta(hours=3), max_task_retry_count=0
+            ),
+            metadata=_metadata(kind="contract", rev="3"),
+        ),
+    )
+    expect_error(400, None, lambda: client.update_job(JOB, bm.BatchJobUpdateOptions(priority=5000)))
+    client.begin_disable_job(
+        JOB, bm.BatchJobDisableOptions(disable_tasks="requeue"), polling_interval=POLL
+    ).result()
     client.get_job(JOB)
     client.begin_enable_job(JOB, polling_interval=POLL).result()
-    client.begin_terminate_job(JOB, BatchJobTerminateOptions(termination_reason="contract done"),
-                               polling_interval=POLL).result()
-    expect_error(409, "JobCompleted", lambda: client.begin_terminate_job(
-        JOB, BatchJobTerminateOptions(termination_reason="again")))  # 15.1 needs a body here
-    expect_error(409, "JobCompleted", lambda: client.create_task(
-        JOB, bm.BatchTaskCreateOptions(id="late", command_line="true")))
+    client.begin_terminate_job(
+        JOB, BatchJobTerminateOptions(termination_reason="contract done"), polling_interval=POLL
+    ).result()
+    expect_error(
+        409,
+        "JobCompleted",
+        lambda: client.begin_terminate_job(
+            JOB, BatchJobTerminateOptions(termination_reason="again")
+        ),
+    )  # 15.1 needs a body here
+    expect_error(
+        409,
+        "JobCompleted",
+        lambda: client.create_task(JOB, bm.BatchTaskCreateOptions(id="late", command_line="true")),
+    )
     client.get_job(JOB)  # completed, with executionInfo.endTime and terminateReason
     client.get_job_task_counts(JOB)
     client.begin_delete_job(JOB, polling_interval=POLL).result()  # ends with a 404
     expect_error(404, "JobNotFound", lambda: client.begin_delete_job(JOB))
 
     # Exit options with job actions: a failure terminates the job, which then completes.
-    client.create_job(bm.BatchJobCreateOptions(
-        id="contract-actions", pool_info=bm.BatchPoolInfo(pool_id=POOL),
-        task_failure_mode="performexitoptionsjobaction"))
-    client.create_task("contract-actions", bm.BatchTaskCreateOptions(
-        id="fatal", command_line=f"{PY} \"import sys; sys.exit(2)\"",
-        exit_conditions=bm.ExitConditions(
-            exit_code_ranges=[bm.ExitCodeRangeMapping(start=1, end=5, exit_options=bm.ExitOptions(
-                job_action="terminate", dependency_action="block"))],
-            default=bm.ExitOptions(job_action="none"))))
+    client.create_job(
+        bm.BatchJobCreateOptions(
+            id="contract-actions",
+            pool_info=bm.BatchPoolInfo(pool_id=POOL),
+            task_failure_mode="performexitoptionsjobaction",
+        )
+    )
+    client.create_task(
+        "contract-actions",
+        bm.BatchTaskCreateOptions(
+            id="fatal",
+            command_line=f'{PY} "import sys; sys.exit(2)"',
+            exit_conditions=bm.ExitConditions(
+                exit_code_ranges=[
+                    bm.ExitCodeRangeMapping(
+                        start=1,
+                        end=5,
+                        exit_options=bm.ExitOptions(
+                            job_action="terminate", dependency_action="block"
+                        ),
+                    )
+                ],
+                default=bm.ExitOptions(job_action="none"),
+            ),
+        ),
+    )
     wait_for(lambda: client.get_job("contract-actions").state == "completed")
     _completed(client, "contract-actions", "fatal")
     list(client.list_jobs(filter="state eq 'completed'"))
@@ -616,25 +820,34 @@ def test_every_response_of_a_rich_scenario_matches_the_spec(
         failures.append(f"routes whose operation the spec extract lacks: {not_in_spec}")
     for op_id, (method, _) in routes.items():
         if op_id in operation_ids() and operation(op_id)["method"] != method:
-            failures.append(f"{op_id} is routed for {method}, the spec says "
-                            f"{operation(op_id)['method']}")
-    mislabelled = sorted({
-        f"{x.label}: spec {find_operation(x.method, x.path)[0]}, emulator {routed}"
-        for x in exchanges
-        if (routed := emulator_operation(emulator, x)) != find_operation(x.method, x.path)[0]
-    })
+            failures.append(
+                f"{op_id} is routed for {method}, the spec says {operation(op_id)['method']}"
+            )
+    mislabelled = sorted(
+        {
+            f"{x.label}: spec {find_operation(x.method, x.path)[0]}, emulator {routed}"
+            for x in exchanges
+            if (routed := emulator_operation(emulator, x)) != find_operation(x.method, x.path)[0]
+        }
+    )
     if mislabelled:
-        failures.append("requests the emulator routes to another operation than the spec:\n  "
-                        + "\n  ".join(mislabelled))
+        failures.append(
+            "requests the emulator routes to another operation than the spec:\n  "
+            + "\n  ".join(mislabelled)
+        )
     succeeded = {exchange_problems(x)[0] for x in exchanges if 200 <= x.status < 300}
     uncovered = sorted(set(routes) - succeeded)
     if uncovered:
-        failures.append(f"routed operations the scenario never exercised successfully "
-                        f"(add them to the scenario): {uncovered}")
+        failures.append(
+            f"routed operations the scenario never exercised successfully "
+            f"(add them to the scenario): {uncovered}"
+        )
     error_statuses = {x.status for x in exchanges if x.status >= 400}
     if not {400, 403, 404, 409, 412} <= error_statuses:
-        failures.append(f"error statuses exercised: {sorted(error_statuses)}; "
-                        "expected at least 400, 403, 404, 409 and 412")
+        failures.append(
+            f"error statuses exercised: {sorted(error_statuses)}; "
+            "expected at least 400, 403, 404, 409 and 412"
+        )
     if failures:
         pytest.fail("\n\n".join(failures), pytrace=False)
 
@@ -655,8 +868,9 @@ def test_bodiless_statuses_and_single_date_on_the_wire(
 
     def raw_get(target: str, **headers: str) -> tuple[int, list[tuple[str, str]], bytes]:
         headers["ocp-date"] = formatdate(usegmt=True)
-        signature = sign(emulator.account_key,
-                         string_to_sign("GET", target, headers, emulator.account_name))
+        signature = sign(
+            emulator.account_key, string_to_sign("GET", target, headers, emulator.account_name)
+        )
         headers["Authorization"] = f"SharedKey {emulator.account_name}:{signature}"
         conn.request("GET", target, headers=headers)
         response = conn.getresponse()
@@ -679,20 +893,43 @@ def test_bodiless_statuses_and_single_date_on_the_wire(
 
 def test_violations_are_detected_and_grouped() -> None:
     """The checks above can fail: hand-made deviations are reported, grouped by operation."""
-    ok_error = json.dumps({
-        ODATA_METADATA: "http://127.0.0.1:1/$metadata#Microsoft.Azure.Batch.Protocol.Entities"
-                        ".Container.errors/@Element",
-        "code": "JobNotFound", "message": {"lang": "en-US", "value": "gone"}}).encode()
+    ok_error = json.dumps(
+        {
+            ODATA_METADATA: "http://127.0.0.1:1/$metadata#Microsoft.Azure.Batch.Protocol.Entities"
+            ".Container.errors/@Element",
+            "code": "JobNotFound",
+            "message": {"lang": "en-US", "value": "gone"},
+        }
+    ).encode()
     json_type = {"Content-Type": "application/json;odata=minimalmetadata"}
     base = "http://127.0.0.1:1"
     good = [
         Exchange("GET", f"{base}/jobs/j?api-version=2025-06-01", 404, json_type, ok_error),
         Exchange("HEAD", f"{base}/pools/p", 404, {}, b""),
-        Exchange("GET", f"{base}/jobs/j/taskcounts", 200, json_type, json.dumps({
-            "taskCounts": {"active": 0, "running": 0, "completed": 0, "succeeded": 0,
-                           "failed": 0},
-            "taskSlotCounts": {"active": 0, "running": 0, "completed": 0, "succeeded": 0,
-                               "failed": 0}}).encode()),
+        Exchange(
+            "GET",
+            f"{base}/jobs/j/taskcounts",
+            200,
+            json_type,
+            json.dumps(
+                {
+                    "taskCounts": {
+                        "active": 0,
+                        "running": 0,
+                        "completed": 0,
+                        "succeeded": 0,
+                        "failed": 0,
+                    },
+                    "taskSlotCounts": {
+                        "active": 0,
+                        "running": 0,
+                        "completed": 0,
+                        "succeeded": 0,
+                        "failed": 0,
+                    },
+                }
+            ).encode(),
+        ),
     ]
     assert violations_report(good) == ""
     extra_key = json.loads(ok_error) | {"extra": 1}
@@ -700,20 +937,33 @@ def test_violations_are_detected_and_grouped() -> None:
     bad = [
         Exchange("GET", f"{base}/jobs/j", 404, json_type, json.dumps(extra_key).encode()),
         Exchange("GET", f"{base}/jobs/k", 404, json_type, json.dumps(no_metadata).encode()),
-        Exchange("GET", f"{base}/jobs/j/taskcounts", 200, json_type,
-                 json.dumps({"taskCounts": {"active": "0"}}).encode()),
+        Exchange(
+            "GET",
+            f"{base}/jobs/j/taskcounts",
+            200,
+            json_type,
+            json.dumps({"taskCounts": {"active": "0"}}).encode(),
+        ),
         Exchange("POST", f"{base}/jobs", 201, {"Last-Modified": "yesterday"}, b""),
         Exchange("GET", f"{base}/jobs/j/taskcounts", 200, {"Content-Type": "text/plain"}, b"{}"),
         Exchange("GET", f"{base}/nowhere", 200, {}, b""),
         Exchange("POST", f"{base}/jobs/j/tasks/t/terminate", 200, {}, b""),
     ]
     report = violations_report(bad)
-    for needle in ("Jobs_GetJob:", "'extra' was unexpected", f"{ODATA_METADATA}: expected",
-                   "Jobs_GetJobTaskCounts:", "'taskSlotCounts' is a required property",
-                   "$.taskCounts.active: '0' is not of type 'integer'",
-                   "Jobs_CreateJob:", "Last-Modified: 'yesterday' is not an RFC 7231 date",
-                   "needs Content-Type application/json", "(no operation):",
-                   "Tasks_TerminateTask:", "does not declare status 200"):
+    for needle in (
+        "Jobs_GetJob:",
+        "'extra' was unexpected",
+        f"{ODATA_METADATA}: expected",
+        "Jobs_GetJobTaskCounts:",
+        "'taskSlotCounts' is a required property",
+        "$.taskCounts.active: '0' is not of type 'integer'",
+        "Jobs_CreateJob:",
+        "Last-Modified: 'yesterday' is not an RFC 7231 date",
+        "needs Content-Type application/json",
+        "(no operation):",
+        "Tasks_TerminateTask:",
+        "does not declare status 200",
+    ):
         assert needle in report, f"{needle!r} not in:\n{report}"
 
 
@@ -723,8 +973,11 @@ EXAMPLE_POOL_SIZE = 1
 #: Examples whose request the emulator rejects by design, with the error it must give.
 UNSUPPORTED_BY_EMULATOR = {
     # Containers are not emulated: tasks run as local processes (see _api_tasks.build).
-    "Tasks_CreateTask_ContainerSettingsWithDataIsolation_DuplicateSources.json":
-        (400, "InvalidPropertyValue", "containerSettings"),
+    "Tasks_CreateTask_ContainerSettingsWithDataIsolation_DuplicateSources.json": (
+        400,
+        "InvalidPropertyValue",
+        "containerSettings",
+    ),
 }
 #: Operations after which a GET of the resource must show every property that was sent.
 _READ_BACK: dict[str, Callable[[dict[str, str], Any], list[tuple[str, Any]]]] = {
@@ -732,7 +985,8 @@ _READ_BACK: dict[str, Callable[[dict[str, str], Any], list[tuple[str, Any]]]] = 
     "Jobs_CreateJob": lambda p, body: [(f"/jobs/{body['id']}", body)],
     "Tasks_CreateTask": lambda p, body: [(f"/jobs/{p['jobId']}/tasks/{body['id']}", body)],
     "Tasks_CreateTaskCollection": lambda p, body: [
-        (f"/jobs/{p['jobId']}/tasks/{task['id']}", task) for task in body["value"]],
+        (f"/jobs/{p['jobId']}/tasks/{task['id']}", task) for task in body["value"]
+    ],
     "Jobs_UpdateJob": lambda p, body: [(f"/jobs/{p['jobId']}", body)],
     "Jobs_ReplaceJob": lambda p, body: [(f"/jobs/{p['jobId']}", body)],
     "Pools_ResizePool": lambda p, body: [(f"/pools/{p['poolId']}", body)],
@@ -744,24 +998,38 @@ def _read_back_mismatches(sent: Any, got: Any, where: str = "$") -> list[str]:
     if isinstance(sent, dict):
         if not isinstance(got, dict):
             return [f"{where}: sent an object, GET returns {got!r}"]
-        return [m for key, value in sent.items()
-                for m in _read_back_mismatches(value, got.get(key), f"{where}.{key}")]
+        return [
+            m
+            for key, value in sent.items()
+            for m in _read_back_mismatches(value, got.get(key), f"{where}.{key}")
+        ]
     if isinstance(sent, list):
         if not isinstance(got, list) or len(got) != len(sent):
             return [f"{where}: sent {sent!r}, GET returns {got!r}"]
-        return [m for i, (s, g) in enumerate(zip(sent, got, strict=True))
-                for m in _read_back_mismatches(s, g, f"{where}[{i}]")]
+        return [
+            m
+            for i, (s, g) in enumerate(zip(sent, got, strict=True))
+            for m in _read_back_mismatches(s, g, f"{where}[{i}]")
+        ]
     return [] if sent == got else [f"{where}: sent {sent!r}, GET returns {got!r}"]
 
 
-def _raw(client: BatchClient, recorder: ExchangeRecorder, method: str, url: str, *,
-         params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
-         body: Any = None) -> Exchange:
+def _raw(
+    client: BatchClient,
+    recorder: ExchangeRecorder,
+    method: str,
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: Any = None,
+) -> Exchange:
     """Send one request through the SDK's pipeline (signing, policies) and return what came
     back, error or not."""
     query = f"?{urlencode(params)}" if params else ""
-    request = HttpRequest(method, url + query, headers=headers or {},
-                          json=body if body is not None else None)
+    request = HttpRequest(
+        method, url + query, headers=headers or {}, json=body if body is not None else None
+    )
     before = len(recorder.exchanges)
     # BatchExceptionPolicy raises on non-2xx; the recorder has the response either way.
     with contextlib.suppress(HttpResponseError):
@@ -771,8 +1039,7 @@ def _raw(client: BatchClient, recorder: ExchangeRecorder, method: str, url: str,
 
 
 def _get_json(client: BatchClient, recorder: ExchangeRecorder, endpoint: str, path: str) -> Any:
-    exchange = _raw(client, recorder, "GET", endpoint + path,
-                    params={"api-version": "2025-06-01"})
+    exchange = _raw(client, recorder, "GET", endpoint + path, params={"api-version": "2025-06-01"})
     assert exchange.status == 200, f"GET {path}: {exchange.status} {exchange.body!r:.300}"
     return json.loads(exchange.body)
 
@@ -787,29 +1054,36 @@ def _prepare(client: BatchClient, example: Example) -> None:
     if op_id == "Pools_CreatePool":
         return
     if pool_id is not None:  # pool operations: the pool itself, steady
-        client.create_pool(bm.BatchPoolCreateOptions(
-            id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=EXAMPLE_POOL_SIZE))
+        client.create_pool(
+            bm.BatchPoolCreateOptions(
+                id=pool_id, vm_size="standard_d2s_v3", target_dedicated_nodes=EXAMPLE_POOL_SIZE
+            )
+        )
         wait_for(lambda: client.get_pool(pool_id).allocation_state == "steady")
         return
     if op_id in ("Pools_ListPools",):
         client.create_pool(bm.BatchPoolCreateOptions(id="listed", vm_size="standard_d2s_v3"))
         return
     # Job and task operations: a pool of one node and, unless it is to be created, the job.
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="poolId", vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=4))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="poolId", vm_size="standard_d2s_v3", target_dedicated_nodes=1, task_slots_per_node=4
+        )
+    )
     wait_for(lambda: any(n.state == "idle" for n in client.list_nodes("poolId")))
     job = job_id or "jobId"
     if op_id != "Jobs_CreateJob":
-        client.create_job(bm.BatchJobCreateOptions(
-            id=job, pool_info=bm.BatchPoolInfo(pool_id="poolId")))
+        client.create_job(
+            bm.BatchJobCreateOptions(id=job, pool_info=bm.BatchPoolInfo(pool_id="poolId"))
+        )
     if task_id is None:
         if op_id in ("Jobs_GetJobTaskCounts", "Tasks_ListTasks"):
             client.create_task(job, bm.BatchTaskCreateOptions(id="t1", command_line="true"))
         return
     if op_id == "Tasks_TerminateTask":
-        command = f"{PY} \"import time; time.sleep(120)\""
+        command = f'{PY} "import time; time.sleep(120)"'
     elif op_id == "Tasks_ReactivateTask":
-        command = f"{PY} \"import sys; sys.exit(1)\""
+        command = f'{PY} "import sys; sys.exit(1)"'
     else:  # a task that leaves wd/testFile.txt behind (the file examples ask for it)
         command = f"{PY} \"open('testFile.txt', 'w').write('example')\""
     client.create_task(job, bm.BatchTaskCreateOptions(id=task_id, command_line=command))
@@ -844,7 +1118,9 @@ def _request_parts(example: Example, missing: bool) -> tuple[str, dict[str, str]
 
 @pytest.mark.parametrize("example", examples(), ids=lambda e: e.file.removesuffix(".json"))
 def test_microsoft_example_replays(
-    example: Example, emulator: BatchEmulator, recording_client: BatchClient,
+    example: Example,
+    emulator: BatchEmulator,
+    recording_client: BatchClient,
     recorder: ExchangeRecorder,
 ) -> None:
     routes = routed_operations(emulator)
@@ -858,8 +1134,15 @@ def test_microsoft_example_replays(
         # A second documented status (PoolExists: 404) is replayed against a missing resource.
         missing = expected.status >= 400
         path, params, headers = _request_parts(example, missing)
-        exchange = _raw(client, recorder, operation(example.operation_id)["method"],
-                        emulator.endpoint + path, params=params, headers=headers, body=body)
+        exchange = _raw(
+            client,
+            recorder,
+            operation(example.operation_id)["method"],
+            emulator.endpoint + path,
+            params=params,
+            headers=headers,
+            body=body,
+        )
         _, problems = exchange_problems(exchange)
         failures += [f"{exchange.label} -> {exchange.status}: {p}" for p in problems]
         unsupported = UNSUPPORTED_BY_EMULATOR.get(example.file)
@@ -868,13 +1151,20 @@ def test_microsoft_example_replays(
             error = json.loads(exchange.body) if exchange.body else {}
             values = {v.get("key"): v.get("value") for v in error.get("values", [])}
             if (exchange.status, error.get("code"), values.get("PropertyName")) != (
-                    status, code, prop):
-                failures.append(f"expected the documented rejection {unsupported}, got "
-                                f"{exchange.status} {exchange.body!r:.300}")
+                status,
+                code,
+                prop,
+            ):
+                failures.append(
+                    f"expected the documented rejection {unsupported}, got "
+                    f"{exchange.status} {exchange.body!r:.300}"
+                )
             continue
         if exchange.status != expected.status:
-            failures.append(f"{exchange.label}: the example documents {expected.status}, the "
-                            f"emulator answered {exchange.status} {exchange.body!r:.300}")
+            failures.append(
+                f"{exchange.label}: the example documents {expected.status}, the "
+                f"emulator answered {exchange.status} {exchange.body!r:.300}"
+            )
             continue
         read_back = _READ_BACK.get(example.operation_id)
         if read_back is not None and body is not None:
@@ -883,8 +1173,10 @@ def test_microsoft_example_replays(
                 wait_for(lambda p=pool: client.get_pool(p).allocation_state == "steady")
             for get_path, sent in read_back(example.parameters, body):
                 got = _get_json(client, recorder, emulator.endpoint, get_path)
-                failures += [f"GET {get_path} after {example.operation_id}: {m}"
-                             for m in _read_back_mismatches(sent, got)]
+                failures += [
+                    f"GET {get_path} after {example.operation_id}: {m}"
+                    for m in _read_back_mismatches(sent, got)
+                ]
     # Everything else the replay fetched (setup, read-backs) must match the spec too.
     report = violations_report(list(recorder.exchanges))
     if report:

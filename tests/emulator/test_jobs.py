@@ -78,20 +78,26 @@ def env(**values: str) -> list[bm.EnvironmentSetting]:
 
 
 def make_pool(client: BatchClient, pool_id: str, *, slots: int) -> None:
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id=pool_id, vm_size=VM_SIZE, target_dedicated_nodes=1, task_slots_per_node=slots))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id=pool_id, vm_size=VM_SIZE, target_dedicated_nodes=1, task_slots_per_node=slots
+        )
+    )
     wait_for(lambda: client.get_pool(pool_id).allocation_state == "steady")
 
 
 def make_job(client: BatchClient, job_id: str, pool_id: str = "pool", **options: object) -> None:
-    client.create_job(bm.BatchJobCreateOptions(
-        id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **options))
+    client.create_job(
+        bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **options)
+    )
 
 
-def add_task(client: BatchClient, job_id: str, task_id: str, command_line: str,
-             **options: object) -> None:
-    client.create_task(job_id, bm.BatchTaskCreateOptions(
-        id=task_id, command_line=command_line, **options))
+def add_task(
+    client: BatchClient, job_id: str, task_id: str, command_line: str, **options: object
+) -> None:
+    client.create_task(
+        job_id, bm.BatchTaskCreateOptions(id=task_id, command_line=command_line, **options)
+    )
 
 
 def wait_job_state(client: BatchClient, job_id: str, state: str) -> bm.BatchJob:
@@ -126,15 +132,18 @@ def running(gate: Path) -> set[str]:
 def test_create_job_stores_and_returns_properties(client: BatchClient, pool: str) -> None:
     prep = bm.BatchJobPreparationTask(command_line="/bin/sh -c 'echo prep'")
     make_job(
-        client, "full", pool,
+        client,
+        "full",
+        pool,
         display_name="Full job",
         priority=100,
         max_parallel_tasks=3,
         uses_task_dependencies=True,
         all_tasks_complete_mode="noaction",
         task_failure_mode="performexitoptionsjobaction",
-        constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(hours=2),
-                                           max_task_retry_count=2),
+        constraints=bm.BatchJobConstraints(
+            max_wall_clock_time=timedelta(hours=2), max_task_retry_count=2
+        ),
         common_environment_settings=env(STAGE="test"),
         job_preparation_task=prep,
         metadata=[bm.BatchMetadataItem(name="owner", value="tests")],
@@ -187,8 +196,9 @@ def test_duplicate_job_id_is_job_exists(client: BatchClient, pool: str) -> None:
     assert [j.id for j in client.list_jobs()] == ["job-1"]
 
 
-def test_get_job_is_case_insensitive_and_missing_is_job_not_found(client: BatchClient,
-                                                                  pool: str) -> None:
+def test_get_job_is_case_insensitive_and_missing_is_job_not_found(
+    client: BatchClient, pool: str
+) -> None:
     make_job(client, "MixedCase", pool)
     assert client.get_job("mixedcase").id == "MixedCase"
     with pytest.raises(ResourceNotFoundError) as caught:
@@ -205,14 +215,14 @@ def test_get_job_is_case_insensitive_and_missing_is_job_not_found(client: BatchC
         ({"priority": 1001}, "InvalidPropertyValue", "priority"),
         ({"priority": "high"}, "InvalidPropertyValue", "priority"),
         ({"max_parallel_tasks": 0}, "InvalidPropertyValue", "maxParallelTasks"),
-        ({"all_tasks_complete_mode": "sometimes"}, "InvalidPropertyValue",
-         "onAllTasksComplete"),
+        ({"all_tasks_complete_mode": "sometimes"}, "InvalidPropertyValue", "onAllTasksComplete"),
         ({"task_failure_mode": "panic"}, "InvalidPropertyValue", "onTaskFailure"),
         ({"pool_info": None}, "MissingRequiredProperty", "poolInfo"),
     ],
 )
-def test_invalid_job_is_rejected(client: BatchClient, pool: str, options: dict[str, object],
-                                 code: str, prop: str) -> None:
+def test_invalid_job_is_rejected(
+    client: BatchClient, pool: str, options: dict[str, object], code: str, prop: str
+) -> None:
     fields: dict[str, object] = {"id": "bad", "pool_info": bm.BatchPoolInfo(pool_id=pool)}
     fields.update(options)
     with pytest.raises(HttpResponseError) as caught:
@@ -236,13 +246,12 @@ def test_list_jobs_filter_and_select(client: BatchClient, pool: str) -> None:
 
     assert sorted(j.id for j in client.list_jobs()) == ["alpha", "beta", "gamma"]
     assert [j.id for j in client.list_jobs(filter="id eq 'beta'")] == ["beta"]
-    assert sorted(j.id for j in client.list_jobs(filter="state eq 'active'")) == [
-        "alpha", "beta"]
+    assert sorted(j.id for j in client.list_jobs(filter="state eq 'active'")) == ["alpha", "beta"]
     assert [j.id for j in client.list_jobs(filter="state eq 'completed'")] == ["gamma"]
-    assert sorted(j.id for j in client.list_jobs(
-        filter="state eq 'completed' or id eq 'alpha'")) == ["alpha", "gamma"]
-    assert [j.id for j in client.list_jobs(filter="state eq 'active' and id eq 'beta'")] == [
-        "beta"]
+    assert sorted(
+        j.id for j in client.list_jobs(filter="state eq 'completed' or id eq 'alpha'")
+    ) == ["alpha", "gamma"]
+    assert [j.id for j in client.list_jobs(filter="state eq 'active' and id eq 'beta'")] == ["beta"]
     assert list(client.list_jobs(filter="state eq 'active' and id eq 'gamma'")) == []
 
     selected = list(client.list_jobs(filter="id eq 'alpha'", select=["id", "state"]))
@@ -265,9 +274,15 @@ def test_list_jobs_bad_filter_is_rejected(client: BatchClient, pool: str) -> Non
 
 
 def test_update_job_changes_only_given_properties(client: BatchClient, pool: str) -> None:
-    make_job(client, "job", pool, priority=1, max_parallel_tasks=2,
-             constraints=bm.BatchJobConstraints(max_task_retry_count=3),
-             metadata=[bm.BatchMetadataItem(name="owner", value="tests")])
+    make_job(
+        client,
+        "job",
+        pool,
+        priority=1,
+        max_parallel_tasks=2,
+        constraints=bm.BatchJobConstraints(max_task_retry_count=3),
+        metadata=[bm.BatchMetadataItem(name="owner", value="tests")],
+    )
     before = client.get_job("job")
 
     client.update_job("job", bm.BatchJobUpdateOptions(priority=50))
@@ -280,9 +295,13 @@ def test_update_job_changes_only_given_properties(client: BatchClient, pool: str
     assert job.etag != before.etag
     assert job.last_modified >= before.last_modified
 
-    client.update_job("job", bm.BatchJobUpdateOptions(
-        metadata=[bm.BatchMetadataItem(name="phase", value="two")],
-        all_tasks_complete_mode="terminatejob"))
+    client.update_job(
+        "job",
+        bm.BatchJobUpdateOptions(
+            metadata=[bm.BatchMetadataItem(name="phase", value="two")],
+            all_tasks_complete_mode="terminatejob",
+        ),
+    )
     job = client.get_job("job")
     assert [(m.name, m.value) for m in job.metadata] == [("phase", "two")]
     # A job without tasks whose onAllTasksComplete becomes terminatejob completes.
@@ -291,12 +310,17 @@ def test_update_job_changes_only_given_properties(client: BatchClient, pool: str
 
 
 def test_replace_job_resets_omitted_properties(client: BatchClient, pool: str) -> None:
-    make_job(client, "job", pool, priority=1, max_parallel_tasks=2,
-             constraints=bm.BatchJobConstraints(max_task_retry_count=3),
-             metadata=[bm.BatchMetadataItem(name="owner", value="tests")])
+    make_job(
+        client,
+        "job",
+        pool,
+        priority=1,
+        max_parallel_tasks=2,
+        constraints=bm.BatchJobConstraints(max_task_retry_count=3),
+        metadata=[bm.BatchMetadataItem(name="owner", value="tests")],
+    )
 
-    client.replace_job("job", bm.BatchJob(pool_info=bm.BatchPoolInfo(pool_id=pool),
-                                          priority=9))
+    client.replace_job("job", bm.BatchJob(pool_info=bm.BatchPoolInfo(pool_id=pool), priority=9))
 
     job = client.get_job("job")
     assert job.priority == 9
@@ -318,27 +342,37 @@ def test_update_with_stale_etag_is_condition_not_met(client: BatchClient, pool: 
     client.update_job("job", bm.BatchJobUpdateOptions(priority=2))
 
     with pytest.raises(HttpResponseError) as caught:
-        client.update_job("job", bm.BatchJobUpdateOptions(priority=3), etag=stale,
-                          match_condition=MatchConditions.IfNotModified)
+        client.update_job(
+            "job",
+            bm.BatchJobUpdateOptions(priority=3),
+            etag=stale,
+            match_condition=MatchConditions.IfNotModified,
+        )
     assert caught.value.status_code == 412
     assert caught.value.error.code == "ConditionNotMet"
     assert client.get_job("job").priority == 2
 
     with pytest.raises(HttpResponseError) as caught:
-        client.begin_terminate_job("job", STOP, etag=stale,
-                                   match_condition=MatchConditions.IfNotModified)
+        client.begin_terminate_job(
+            "job", STOP, etag=stale, match_condition=MatchConditions.IfNotModified
+        )
     assert caught.value.status_code == 412
     assert client.get_job("job").state == "active"
 
     # The current ETag passes.
     current = client.get_job("job").etag
-    client.update_job("job", bm.BatchJobUpdateOptions(priority=4), etag=current,
-                      match_condition=MatchConditions.IfNotModified)
+    client.update_job(
+        "job",
+        bm.BatchJobUpdateOptions(priority=4),
+        etag=current,
+        match_condition=MatchConditions.IfNotModified,
+    )
     assert client.get_job("job").priority == 4
 
 
-def test_completed_job_cannot_be_updated_or_terminated_again(client: BatchClient,
-                                                             pool: str) -> None:
+def test_completed_job_cannot_be_updated_or_terminated_again(
+    client: BatchClient, pool: str
+) -> None:
     make_job(client, "job", pool)
     client.begin_terminate_job("job", STOP, polling_interval=0).result()
     with pytest.raises(ResourceExistsError) as caught:
@@ -356,15 +390,18 @@ def test_completed_job_cannot_be_updated_or_terminated_again(client: BatchClient
 # ------------------------------------------------------------------------ scheduling
 
 
-def test_max_parallel_tasks_caps_concurrency(client: BatchClient, pool: str,
-                                             gate: Path) -> None:
+def test_max_parallel_tasks_caps_concurrency(client: BatchClient, pool: str, gate: Path) -> None:
     make_job(client, "job", pool, max_parallel_tasks=2)
     ids = [f"t{i}" for i in range(4)]
-    client.create_tasks("job", [
-        bm.BatchTaskCreateOptions(id=i, command_line=python(GATED),
-                                  environment_settings=env(GATE_DIR=str(gate)))
-        for i in ids
-    ])
+    client.create_tasks(
+        "job",
+        [
+            bm.BatchTaskCreateOptions(
+                id=i, command_line=python(GATED), environment_settings=env(GATE_DIR=str(gate))
+            )
+            for i in ids
+        ],
+    )
 
     # The pool has 4 free slots, but the job lets only 2 of its tasks run at once.
     wait_for(lambda: len(running(gate)) == 2)
@@ -383,24 +420,30 @@ def test_max_parallel_tasks_caps_concurrency(client: BatchClient, pool: str,
         assert task.execution_info.result == "success"
 
 
-def test_higher_priority_job_runs_first_on_busy_pool(client: BatchClient, gate: Path,
-                                                     tmp_path: Path) -> None:
+def test_higher_priority_job_runs_first_on_busy_pool(
+    client: BatchClient, gate: Path, tmp_path: Path
+) -> None:
     make_pool(client, "single", slots=1)
     order_log = tmp_path / "order.log"
     make_job(client, "blocker", "single")
-    add_task(client, "blocker", "hold", python(GATED), environment_settings=env(
-        GATE_DIR=str(gate)))
+    add_task(client, "blocker", "hold", python(GATED), environment_settings=env(GATE_DIR=str(gate)))
     wait_for(lambda: running(gate) == {"hold"})
 
     # The low-priority job comes first; the pool is busy, so both wait.
     make_job(client, "low", "single", priority=-10)
     make_job(client, "high", "single", priority=10)
     for job_id in ("low", "high"):
-        client.create_tasks(job_id, [
-            bm.BatchTaskCreateOptions(id=f"{job_id}{i}", command_line=python(RECORD_ORDER),
-                                      environment_settings=env(ORDER_LOG=str(order_log)))
-            for i in range(2)
-        ])
+        client.create_tasks(
+            job_id,
+            [
+                bm.BatchTaskCreateOptions(
+                    id=f"{job_id}{i}",
+                    command_line=python(RECORD_ORDER),
+                    environment_settings=env(ORDER_LOG=str(order_log)),
+                )
+                for i in range(2)
+            ],
+        )
     assert {client.get_task(j, f"{j}0").state for j in ("low", "high")} == {"active"}
 
     (gate / "open").touch()
@@ -428,19 +471,25 @@ sys.exit(0 if text == "ready for " + os.environ["AZ_BATCH_JOB_ID"] else 1)
 """
 
 
-def test_job_preparation_task_runs_once_per_node_before_tasks(client: BatchClient,
-                                                              tmp_path: Path) -> None:
+def test_job_preparation_task_runs_once_per_node_before_tasks(
+    client: BatchClient, tmp_path: Path
+) -> None:
     runs = tmp_path / "prep-runs.log"
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="two", vm_size=VM_SIZE, target_dedicated_nodes=2, task_slots_per_node=2))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="two", vm_size=VM_SIZE, target_dedicated_nodes=2, task_slots_per_node=2
+        )
+    )
     wait_for(lambda: client.get_pool("two").allocation_state == "steady")
     pool_nodes = {n.id for n in client.list_nodes("two")}
-    prep = bm.BatchJobPreparationTask(command_line=python(PREP_SCRIPT),
-                                      environment_settings=env(PREP_LOG=str(runs)))
+    prep = bm.BatchJobPreparationTask(
+        command_line=python(PREP_SCRIPT), environment_settings=env(PREP_LOG=str(runs))
+    )
     make_job(client, "job", "two", job_preparation_task=prep)
     ids = [f"t{i}" for i in range(6)]
-    client.create_tasks("job", [
-        bm.BatchTaskCreateOptions(id=i, command_line=python(NEEDS_PREP)) for i in ids])
+    client.create_tasks(
+        "job", [bm.BatchTaskCreateOptions(id=i, command_line=python(NEEDS_PREP)) for i in ids]
+    )
     tasks = [wait_task_completed(client, "job", i) for i in ids]
     for task in tasks:
         assert task.execution_info.result == "success", task.execution_info.failure_info
@@ -469,16 +518,22 @@ def test_job_preparation_task_runs_once_per_node_before_tasks(client: BatchClien
     assert runs.read_text().split().count(task.node_info.node_id) == 2
 
 
-def test_failed_job_preparation_task_keeps_tasks_off_the_node(client: BatchClient,
-                                                              pool: str) -> None:
-    make_job(client, "job", pool, job_preparation_task=bm.BatchJobPreparationTask(
-        command_line="/bin/sh -c 'exit 9'"))
+def test_failed_job_preparation_task_keeps_tasks_off_the_node(
+    client: BatchClient, pool: str
+) -> None:
+    make_job(
+        client,
+        "job",
+        pool,
+        job_preparation_task=bm.BatchJobPreparationTask(command_line="/bin/sh -c 'exit 9'"),
+    )
     add_task(client, "job", "t", "/bin/true")
 
     def prep_failed() -> bool:
         statuses = list(client.list_job_preparation_and_release_task_status("job"))
         return bool(statuses) and statuses[0].job_preparation_task_execution_info.result == (
-            "failure")
+            "failure"
+        )
 
     wait_for(prep_failed)
     [status] = client.list_job_preparation_and_release_task_status("job")
@@ -493,26 +548,39 @@ def test_failed_job_preparation_task_keeps_tasks_off_the_node(client: BatchClien
 
 
 def test_common_environment_settings_reach_tasks(client: BatchClient, pool: str) -> None:
-    dump = ("import json, os; print(json.dumps({k: os.environ.get(k) "
-            "for k in ('SHARED', 'OVERRIDDEN', 'OWN')}))")
-    make_job(client, "job", pool, common_environment_settings=env(SHARED="job-wide",
-                                                                   OVERRIDDEN="from-job"))
+    dump = (
+        "import json, os; print(json.dumps({k: os.environ.get(k) "
+        "for k in ('SHARED', 'OVERRIDDEN', 'OWN')}))"
+    )
+    make_job(
+        client,
+        "job",
+        pool,
+        common_environment_settings=env(SHARED="job-wide", OVERRIDDEN="from-job"),
+    )
     add_task(client, "job", "plain", python(dump))
-    add_task(client, "job", "own", python(dump),
-             environment_settings=env(OVERRIDDEN="from-task", OWN="mine"))
+    add_task(
+        client,
+        "job",
+        "own",
+        python(dump),
+        environment_settings=env(OVERRIDDEN="from-task", OWN="mine"),
+    )
     seen = {}
     for task_id in ("plain", "own"):
         task = wait_task_completed(client, "job", task_id)
         assert task.execution_info.result == "success"
-        seen[task_id] = json.loads(b"".join(client.download_task_file("job", task_id,
-                                                                      "stdout.txt")))
+        seen[task_id] = json.loads(
+            b"".join(client.download_task_file("job", task_id, "stdout.txt"))
+        )
     assert seen["plain"] == {"SHARED": "job-wide", "OVERRIDDEN": "from-job", "OWN": None}
     # A task's own settings win over the job's common ones.
     assert seen["own"] == {"SHARED": "job-wide", "OVERRIDDEN": "from-task", "OWN": "mine"}
 
 
-def test_job_max_task_retry_count_applies_to_its_tasks(client: BatchClient, pool: str,
-                                                       tmp_path: Path) -> None:
+def test_job_max_task_retry_count_applies_to_its_tasks(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     attempts = tmp_path / "attempts.log"
     script = f"""
 with open({str(attempts)!r}, "a") as log:
@@ -529,8 +597,12 @@ raise SystemExit(4)
 
 
 def test_job_max_wall_clock_time_terminates_job(client: BatchClient, pool: str) -> None:
-    make_job(client, "job", pool,
-             constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(seconds=1)))
+    make_job(
+        client,
+        "job",
+        pool,
+        constraints=bm.BatchJobConstraints(max_wall_clock_time=timedelta(seconds=1)),
+    )
     add_task(client, "job", "slow", LONG_SLEEP)
     wait_task_state(client, "job", "slow", "running")
 
@@ -552,7 +624,8 @@ def test_terminate_job_ends_running_tasks(client: BatchClient, pool: str) -> Non
     add_task(client, "job", "waiting", "/bin/true")
 
     poller = client.begin_terminate_job(
-        "job", BatchJobTerminateOptions(termination_reason="enough"), polling_interval=0)
+        "job", BatchJobTerminateOptions(termination_reason="enough"), polling_interval=0
+    )
     assert client.get_job("job").state in ("terminating", "completed")
     poller.result()
 
@@ -574,7 +647,8 @@ def test_terminate_job_without_reason_uses_default(client: BatchClient, pool: st
     # falsy, and begin_terminate_job then fails building the request), so send it raw.
     make_job(client, "job", pool)
     response = client.send_request(
-        HttpRequest("POST", "/jobs/job/terminate", params={"api-version": API_VERSION}))
+        HttpRequest("POST", "/jobs/job/terminate", params={"api-version": API_VERSION})
+    )
     assert response.status_code == 202
     job = wait_job_state(client, "job", "completed")
     assert job.state == "completed"
@@ -590,12 +664,14 @@ def test_terminate_missing_job_is_job_not_found(client: BatchClient) -> None:
 # ---------------------------------------------------------------------------- delete
 
 
-def test_delete_job_removes_it_and_kills_running_tasks(client: BatchClient, pool: str,
-                                                       tmp_path: Path) -> None:
+def test_delete_job_removes_it_and_kills_running_tasks(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     pid_file = tmp_path / "pid"
     make_job(client, "job", pool)
-    add_task(client, "job", "sleeper", python(SLEEPER),
-             environment_settings=env(PID_FILE=str(pid_file)))
+    add_task(
+        client, "job", "sleeper", python(SLEEPER), environment_settings=env(PID_FILE=str(pid_file))
+    )
     wait_for(pid_file.exists)
     pid = int(wait_for(pid_file.read_text))
     assert process_alive(pid)
@@ -621,13 +697,13 @@ def test_delete_missing_job_is_job_not_found(client: BatchClient) -> None:
 # ------------------------------------------------------------------ automatic endings
 
 
-def test_all_tasks_complete_terminates_job_after_last_task(client: BatchClient, pool: str,
-                                                           gate: Path) -> None:
+def test_all_tasks_complete_terminates_job_after_last_task(
+    client: BatchClient, pool: str, gate: Path
+) -> None:
     # As Microsoft recommends: add the tasks, then switch onAllTasksComplete on.
     make_job(client, "job", pool)
     add_task(client, "job", "quick", "/bin/true")
-    add_task(client, "job", "gated", python(GATED), environment_settings=env(
-        GATE_DIR=str(gate)))
+    add_task(client, "job", "gated", python(GATED), environment_settings=env(GATE_DIR=str(gate)))
     wait_task_completed(client, "job", "quick")
     wait_for(lambda: running(gate) == {"gated"})
     client.update_job("job", bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
@@ -641,21 +717,24 @@ def test_all_tasks_complete_terminates_job_after_last_task(client: BatchClient, 
     assert job.execution_info.end_time >= task.execution_info.end_time
 
 
-def test_all_tasks_complete_counts_failed_tasks_as_complete(client: BatchClient,
-                                                            pool: str) -> None:
+def test_all_tasks_complete_counts_failed_tasks_as_complete(client: BatchClient, pool: str) -> None:
     make_job(client, "job", pool)
-    client.create_tasks("job", [
-        bm.BatchTaskCreateOptions(id="ok", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="bad", command_line="/bin/false"),
-    ])
+    client.create_tasks(
+        "job",
+        [
+            bm.BatchTaskCreateOptions(id="ok", command_line="/bin/true"),
+            bm.BatchTaskCreateOptions(id="bad", command_line="/bin/false"),
+        ],
+    )
     client.update_job("job", bm.BatchJobUpdateOptions(all_tasks_complete_mode="terminatejob"))
     job = wait_job_state(client, "job", "completed")
     assert job.execution_info.termination_reason == "AllTasksComplete"
     assert client.get_task("job", "bad").execution_info.result == "failure"
 
 
-def test_all_tasks_complete_job_without_tasks_completes_at_once(client: BatchClient,
-                                                                pool: str) -> None:
+def test_all_tasks_complete_job_without_tasks_completes_at_once(
+    client: BatchClient, pool: str
+) -> None:
     # Documented: "If a Job has no Tasks, then all Tasks are considered complete."
     make_job(client, "empty", pool, all_tasks_complete_mode="terminatejob")
     job = wait_job_state(client, "empty", "completed")

@@ -95,24 +95,39 @@ def details(error: HttpResponseError) -> dict[str, str]:
     return {some(d.code): some(d.message) for d in some(error.error).details}
 
 
-def make_pool(client: BatchClient, pool_id: str, *, nodes: int = 1, slots: int = 1,
-              start_task: bm.BatchStartTask | None = None, wait: bool = True) -> None:
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id=pool_id, vm_size=VM_SIZE, target_dedicated_nodes=nodes, task_slots_per_node=slots,
-        start_task=start_task))
+def make_pool(
+    client: BatchClient,
+    pool_id: str,
+    *,
+    nodes: int = 1,
+    slots: int = 1,
+    start_task: bm.BatchStartTask | None = None,
+    wait: bool = True,
+) -> None:
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id=pool_id,
+            vm_size=VM_SIZE,
+            target_dedicated_nodes=nodes,
+            task_slots_per_node=slots,
+            start_task=start_task,
+        )
+    )
     if wait:
         wait_steady(client, pool_id)
 
 
 def wait_steady(client: BatchClient, pool_id: str) -> bm.BatchPool:
     pool: bm.BatchPool = wait_for(
-        lambda: (p := client.get_pool(pool_id)).allocation_state == "steady" and p)
+        lambda: (p := client.get_pool(pool_id)).allocation_state == "steady" and p
+    )
     return pool
 
 
 def wait_node(client: BatchClient, pool_id: str, node_id: str, state: str) -> bm.BatchNode:
     node: bm.BatchNode = wait_for(
-        lambda: (n := client.get_node(pool_id, node_id)).state == state and n)
+        lambda: (n := client.get_node(pool_id, node_id)).state == state and n
+    )
     return node
 
 
@@ -121,8 +136,9 @@ def start_task_info(client: BatchClient, pool_id: str, node_id: str) -> bm.Batch
 
 
 def make_job(client: BatchClient, job_id: str, pool_id: str) -> None:
-    client.create_job(bm.BatchJobCreateOptions(id=job_id,
-                                               pool_info=bm.BatchPoolInfo(pool_id=pool_id)))
+    client.create_job(
+        bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id))
+    )
 
 
 def gate_env(gate: Path) -> list[bm.EnvironmentSetting]:
@@ -143,15 +159,22 @@ def open_gate(gate: Path) -> None:
     (gate / "open").touch()
 
 
-def add_gated_tasks(client: BatchClient, job_id: str, gate: Path, count: int,
-                    required_slots: int | None = None) -> list[str]:
+def add_gated_tasks(
+    client: BatchClient, job_id: str, gate: Path, count: int, required_slots: int | None = None
+) -> list[str]:
     ids = [f"t{i}" for i in range(count)]
-    client.create_tasks(job_id, [
-        bm.BatchTaskCreateOptions(id=i, command_line=python(GATED),
-                                  environment_settings=gate_env(gate),
-                                  required_slots=required_slots)
-        for i in ids
-    ])
+    client.create_tasks(
+        job_id,
+        [
+            bm.BatchTaskCreateOptions(
+                id=i,
+                command_line=python(GATED),
+                environment_settings=gate_env(gate),
+                required_slots=required_slots,
+            )
+            for i in ids
+        ],
+    )
     return ids
 
 
@@ -185,8 +208,9 @@ def download(client: BatchClient, pool_id: str, node_id: str, path: str) -> byte
     return b"".join(client.download_node_file(pool_id, node_id, path))
 
 
-def check_capacity(client: BatchClient, job_id: str, gate: Path, ids: list[str],
-                   capacity: int) -> None:
+def check_capacity(
+    client: BatchClient, job_id: str, gate: Path, ids: list[str], capacity: int
+) -> None:
     """``capacity`` gated tasks run at once and no more; all finish once the gate opens."""
     wait_for(lambda: len(running(gate)) == capacity)
     # Give the scheduler every chance to over-commit before looking again.
@@ -208,12 +232,22 @@ def check_capacity(client: BatchClient, job_id: str, gate: Path, ids: list[str],
 
 def test_create_pool_stores_and_returns_properties(client: BatchClient) -> None:
     start = bm.BatchStartTask(
-        command_line="/bin/sh -c 'echo ready'", max_task_retry_count=2, wait_for_success=True,
-        environment_settings=[bm.EnvironmentSetting(name="STAGE", value="boot")])
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="full", vm_size=VM_SIZE, target_dedicated_nodes=2, target_low_priority_nodes=1,
-        task_slots_per_node=3, start_task=start,
-        metadata=[bm.BatchMetadataItem(name="owner", value="tests")]))
+        command_line="/bin/sh -c 'echo ready'",
+        max_task_retry_count=2,
+        wait_for_success=True,
+        environment_settings=[bm.EnvironmentSetting(name="STAGE", value="boot")],
+    )
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="full",
+            vm_size=VM_SIZE,
+            target_dedicated_nodes=2,
+            target_low_priority_nodes=1,
+            task_slots_per_node=3,
+            start_task=start,
+            metadata=[bm.BatchMetadataItem(name="owner", value="tests")],
+        )
+    )
 
     pool = client.get_pool("full")
     assert pool.id == "full"
@@ -241,9 +275,15 @@ def test_create_pool_stores_and_returns_properties(client: BatchClient) -> None:
 
 def test_create_autoscale_pool_stores_formula(client: BatchClient) -> None:
     formula = "$TargetDedicatedNodes = 2;"
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="auto", vm_size=VM_SIZE, enable_auto_scale=True, auto_scale_formula=formula,
-        auto_scale_evaluation_interval=timedelta(minutes=5)))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="auto",
+            vm_size=VM_SIZE,
+            enable_auto_scale=True,
+            auto_scale_formula=formula,
+            auto_scale_evaluation_interval=timedelta(minutes=5),
+        )
+    )
 
     pool = client.get_pool("auto")
     assert pool.enable_auto_scale is True
@@ -315,15 +355,22 @@ def test_missing_vm_size_is_missing_required_property(client: BatchClient) -> No
 def test_list_pools_filter_and_select(client: BatchClient) -> None:
     for pool_id in ("alpha", "beta"):
         make_pool(client, pool_id, wait=False)
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="gamma", vm_size="standard_a1", enable_auto_scale=True,
-        auto_scale_formula="$TargetDedicatedNodes = 1;"))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="gamma",
+            vm_size="standard_a1",
+            enable_auto_scale=True,
+            auto_scale_formula="$TargetDedicatedNodes = 1;",
+        )
+    )
 
     assert sorted(p.id for p in client.list_pools()) == ["alpha", "beta", "gamma"]
     assert [p.id for p in client.list_pools(filter="id eq 'beta'")] == ["beta"]
     assert [p.id for p in client.list_pools(filter="enableAutoScale eq true")] == ["gamma"]
     assert sorted(p.id for p in client.list_pools(filter=f"vmSize eq '{VM_SIZE}'")) == [
-        "alpha", "beta"]
+        "alpha",
+        "beta",
+    ]
 
     selected = list(client.list_pools(filter="id eq 'gamma'", select=["id", "vmSize"]))
     assert [p.as_dict() for p in selected] == [{"id": "gamma", "vmSize": "standard_a1"}]
@@ -339,13 +386,17 @@ def test_list_pools_bad_filter_is_rejected(client: BatchClient, pool: str) -> No
 # ---------------------------------------------------------------------------- resize
 
 
-def test_resize_up_and_down(client: BatchClient, pool: str,
-                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resize_up_and_down(
+    client: BatchClient, pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A resize that takes a moment, so its "resizing" state can be seen.
     monkeypatch.setattr(_api_pools, "RESIZE_DELAY", 1.0)
     before = client.get_pool(pool)
-    growing = client.begin_resize_pool(pool, bm.BatchPoolResizeOptions(
-        target_dedicated_nodes=3, target_low_priority_nodes=1), polling_interval=1)
+    growing = client.begin_resize_pool(
+        pool,
+        bm.BatchPoolResizeOptions(target_dedicated_nodes=3, target_low_priority_nodes=1),
+        polling_interval=1,
+    )
     resizing = client.get_pool(pool)
     assert resizing.allocation_state == "resizing"
     assert (resizing.target_dedicated_nodes, resizing.target_low_priority_nodes) == (3, 1)
@@ -357,8 +408,10 @@ def test_resize_up_and_down(client: BatchClient, pool: str,
     assert caught.value.status_code == 409
     assert code(caught.value) == "PoolBeingResized"
     with pytest.raises(ResourceExistsError) as caught:
-        client.enable_pool_auto_scale(pool, bm.BatchPoolEnableAutoScaleOptions(
-            auto_scale_formula="$TargetDedicatedNodes = 5;"))
+        client.enable_pool_auto_scale(
+            pool,
+            bm.BatchPoolEnableAutoScaleOptions(auto_scale_formula="$TargetDedicatedNodes = 5;"),
+        )
     assert code(caught.value) == "PoolBeingResized"
     assert client.get_pool(pool).enable_auto_scale is False
 
@@ -368,13 +421,17 @@ def test_resize_up_and_down(client: BatchClient, pool: str,
     assert (grown.current_dedicated_nodes, grown.current_low_priority_nodes) == (3, 1)
     assert grown.target_dedicated_nodes == 3
     assert some(grown.allocation_state_transition_time) > some(
-        resizing.allocation_state_transition_time)
+        resizing.allocation_state_transition_time
+    )
     nodes = list(client.list_nodes(pool))
     assert Counter(n.is_dedicated for n in nodes) == {True: 3, False: 1}
 
     monkeypatch.setattr(_api_pools, "RESIZE_DELAY", 0.05)
-    poller = client.begin_resize_pool(pool, bm.BatchPoolResizeOptions(
-        target_dedicated_nodes=1, target_low_priority_nodes=0), polling_interval=0)
+    poller = client.begin_resize_pool(
+        pool,
+        bm.BatchPoolResizeOptions(target_dedicated_nodes=1, target_low_priority_nodes=0),
+        polling_interval=0,
+    )
     poller.result(timeout=30)
     assert poller.done()
     shrunk = client.get_pool(pool)
@@ -390,7 +447,8 @@ def test_resize_up_and_down(client: BatchClient, pool: str,
 
 def test_resize_lro_completes(client: BatchClient, pool: str) -> None:
     poller = client.begin_resize_pool(
-        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0)
+        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0
+    )
     assert poller.result(timeout=30) is None
     pool_now = client.get_pool(pool)
     assert pool_now.allocation_state == "steady"
@@ -398,11 +456,13 @@ def test_resize_lro_completes(client: BatchClient, pool: str) -> None:
     assert len(node_ids(client, pool)) == 2
 
 
-def test_stop_resize_keeps_current_size(client: BatchClient, pool: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_resize_keeps_current_size(
+    client: BatchClient, pool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_api_pools, "RESIZE_DELAY", 0.5)
     growing = client.begin_resize_pool(
-        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=1)
+        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=3), polling_interval=1
+    )
     assert client.get_pool(pool).allocation_state == "resizing"
     client.begin_stop_pool_resize(pool, polling_interval=0).result(timeout=30)
 
@@ -416,8 +476,9 @@ def test_stop_resize_keeps_current_size(client: BatchClient, pool: str,
     growing.result(timeout=30)  # the resize's own poller sees it end too
     # A steady pool can be resized again.
     monkeypatch.setattr(_api_pools, "RESIZE_DELAY", 0.05)
-    client.begin_resize_pool(pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=2),
-                             polling_interval=0).result(timeout=30)
+    client.begin_resize_pool(
+        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0
+    ).result(timeout=30)
     assert client.get_pool(pool).current_dedicated_nodes == 2
 
 
@@ -426,8 +487,12 @@ def test_stop_resize_keeps_current_size(client: BatchClient, pool: str,
 
 def test_enable_and_disable_autoscale(client: BatchClient, pool: str) -> None:
     formula = "$TargetDedicatedNodes = 3;"
-    client.enable_pool_auto_scale(pool, bm.BatchPoolEnableAutoScaleOptions(
-        auto_scale_formula=formula, auto_scale_evaluation_interval=timedelta(minutes=5)))
+    client.enable_pool_auto_scale(
+        pool,
+        bm.BatchPoolEnableAutoScaleOptions(
+            auto_scale_formula=formula, auto_scale_evaluation_interval=timedelta(minutes=5)
+        ),
+    )
     enabled = client.get_pool(pool)
     assert enabled.enable_auto_scale is True
     assert enabled.auto_scale_formula == formula
@@ -448,16 +513,20 @@ def test_enable_and_disable_autoscale(client: BatchClient, pool: str) -> None:
     assert disabled.enable_auto_scale is False
     assert disabled.auto_scale_formula is None
     assert disabled.current_dedicated_nodes == 3  # disabling keeps the current size
-    client.begin_resize_pool(pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=1),
-                             polling_interval=0).result(timeout=30)
+    client.begin_resize_pool(
+        pool, bm.BatchPoolResizeOptions(target_dedicated_nodes=1), polling_interval=0
+    ).result(timeout=30)
     assert client.get_pool(pool).current_dedicated_nodes == 1
 
 
-def test_enable_autoscale_without_formula_is_missing_property(client: BatchClient,
-                                                              pool: str) -> None:
+def test_enable_autoscale_without_formula_is_missing_property(
+    client: BatchClient, pool: str
+) -> None:
     with pytest.raises(HttpResponseError) as caught:
-        client.enable_pool_auto_scale(pool, bm.BatchPoolEnableAutoScaleOptions(
-            auto_scale_evaluation_interval=timedelta(minutes=5)))
+        client.enable_pool_auto_scale(
+            pool,
+            bm.BatchPoolEnableAutoScaleOptions(auto_scale_evaluation_interval=timedelta(minutes=5)),
+        )
     assert caught.value.status_code == 400
     assert code(caught.value) == "MissingRequiredProperty"
     assert client.get_pool(pool).enable_auto_scale is False
@@ -473,8 +542,9 @@ def test_delete_pool(client: BatchClient, pool: str, monkeypatch: pytest.MonkeyP
     # While it is being deleted the pool is still visible and refuses changes.
     assert client.get_pool(pool).state == "deleting"
     with pytest.raises(ResourceExistsError) as caught:
-        client.update_pool(pool, bm.BatchPoolUpdateOptions(
-            metadata=[bm.BatchMetadataItem(name="k", value="v")]))
+        client.update_pool(
+            pool, bm.BatchPoolUpdateOptions(metadata=[bm.BatchMetadataItem(name="k", value="v")])
+        )
     assert code(caught.value) == "PoolBeingDeleted"
 
     poller.result(timeout=30)
@@ -503,17 +573,24 @@ def test_delete_missing_pool_is_pool_not_found(client: BatchClient) -> None:
 
 def test_update_pool_metadata_and_start_task(client: BatchClient, pool: str) -> None:
     before = client.get_pool(pool)
-    client.update_pool(pool, bm.BatchPoolUpdateOptions(
-        metadata=[bm.BatchMetadataItem(name="a", value="1"),
-                  bm.BatchMetadataItem(name="b", value="2")]))
+    client.update_pool(
+        pool,
+        bm.BatchPoolUpdateOptions(
+            metadata=[
+                bm.BatchMetadataItem(name="a", value="1"),
+                bm.BatchMetadataItem(name="b", value="2"),
+            ]
+        ),
+    )
     updated = client.get_pool(pool)
     assert [(m.name, m.value) for m in some(updated.metadata)] == [("a", "1"), ("b", "2")]
     assert updated.etag != before.etag
     assert updated.start_task is None
     assert updated.task_slots_per_node == 4  # PATCH leaves other properties alone
 
-    client.update_pool(pool, bm.BatchPoolUpdateOptions(
-        start_task=bm.BatchStartTask(command_line="/bin/true")))
+    client.update_pool(
+        pool, bm.BatchPoolUpdateOptions(start_task=bm.BatchStartTask(command_line="/bin/true"))
+    )
     updated = client.get_pool(pool)
     assert some(updated.start_task).command_line == "/bin/true"
     assert [(m.name, m.value) for m in some(updated.metadata)] == [("a", "1"), ("b", "2")]
@@ -535,8 +612,9 @@ def test_update_missing_pool_is_pool_not_found(client: BatchClient) -> None:
 
 
 @pytest.mark.parametrize(("nodes", "slots"), [(1, 3), (3, 1)])
-def test_pool_capacity_bounds_running_tasks(client: BatchClient, gate: Path,
-                                            nodes: int, slots: int) -> None:
+def test_pool_capacity_bounds_running_tasks(
+    client: BatchClient, gate: Path, nodes: int, slots: int
+) -> None:
     """nodes x taskSlotsPerNode tasks run at once (below the host's cap of 4)."""
     make_pool(client, "cap", nodes=nodes, slots=slots)
     make_job(client, "job", "cap")
@@ -567,16 +645,24 @@ def test_required_slots_are_honoured(client: BatchClient, pool: str, gate: Path)
     assert {client.get_task("job", i).required_slots for i in ids} == {2}
 
 
-def test_task_needing_more_slots_than_free_waits(client: BatchClient, pool: str,
-                                                 gate: Path) -> None:
+def test_task_needing_more_slots_than_free_waits(
+    client: BatchClient, pool: str, gate: Path
+) -> None:
     """A 3-slot task cannot start beside a 2-slot one on a 4-slot node; it starts later."""
     make_job(client, "job", pool)
-    client.create_task("job", bm.BatchTaskCreateOptions(
-        id="small", command_line=python(GATED), environment_settings=gate_env(gate),
-        required_slots=2))
+    client.create_task(
+        "job",
+        bm.BatchTaskCreateOptions(
+            id="small",
+            command_line=python(GATED),
+            environment_settings=gate_env(gate),
+            required_slots=2,
+        ),
+    )
     wait_for(lambda: running(gate) == {"small"})
-    client.create_task("job", bm.BatchTaskCreateOptions(
-        id="big", command_line="/bin/true", required_slots=3))
+    client.create_task(
+        "job", bm.BatchTaskCreateOptions(id="big", command_line="/bin/true", required_slots=3)
+    )
     time.sleep(0.3)
     assert client.get_task("job", "big").state == "active"
     open_gate(gate)
@@ -589,15 +675,18 @@ def test_task_needing_more_slots_than_free_waits(client: BatchClient, pool: str,
 # ------------------------------------------------------------------------ start task
 
 
-def test_start_task_runs_once_per_node_before_tasks(emulator: BatchEmulator,
-                                                    client: BatchClient, gate: Path) -> None:
-    start = bm.BatchStartTask(command_line=python(START_TASK),
-                              environment_settings=gate_env(gate), wait_for_success=True)
+def test_start_task_runs_once_per_node_before_tasks(
+    emulator: BatchEmulator, client: BatchClient, gate: Path
+) -> None:
+    start = bm.BatchStartTask(
+        command_line=python(START_TASK), environment_settings=gate_env(gate), wait_for_success=True
+    )
     make_pool(client, "boot", nodes=2, slots=2, start_task=start, wait=False)
     make_job(client, "job", "boot")
     ids = [f"t{i}" for i in range(6)]
-    client.create_tasks("job", [bm.BatchTaskCreateOptions(id=i, command_line=python(
-        NEEDS_START_TASK)) for i in ids])
+    client.create_tasks(
+        "job", [bm.BatchTaskCreateOptions(id=i, command_line=python(NEEDS_START_TASK)) for i in ids]
+    )
 
     # Both nodes wait for their start task, and no task is scheduled meanwhile.
     def waiting() -> list[bm.BatchNode]:
@@ -631,18 +720,26 @@ def test_start_task_runs_once_per_node_before_tasks(emulator: BatchEmulator,
         assert some(node.total_tasks_run) >= 1
 
 
-def test_start_task_environment(emulator: BatchEmulator, client: BatchClient,
-                                gate: Path) -> None:
+def test_start_task_environment(emulator: BatchEmulator, client: BatchClient, gate: Path) -> None:
     open_gate(gate)
-    start = bm.BatchStartTask(command_line=python(START_TASK),
-                              environment_settings=gate_env(gate))
-    client.create_pool(bm.BatchPoolCreateOptions(
-        id="envpool", vm_size=VM_SIZE, target_dedicated_nodes=1, target_low_priority_nodes=1,
-        start_task=start))
+    start = bm.BatchStartTask(command_line=python(START_TASK), environment_settings=gate_env(gate))
+    client.create_pool(
+        bm.BatchPoolCreateOptions(
+            id="envpool",
+            vm_size=VM_SIZE,
+            target_dedicated_nodes=1,
+            target_low_priority_nodes=1,
+            start_task=start,
+        )
+    )
     wait_steady(client, "envpool")
     nodes: list[bm.BatchNode] = wait_for(
-        lambda: (ns := list(client.list_nodes("envpool"))) and all(
-            n.start_task_info and n.start_task_info.state == "completed" for n in ns) and ns)
+        lambda: (
+            (ns := list(client.list_nodes("envpool")))
+            and all(n.start_task_info and n.start_task_info.state == "completed" for n in ns)
+            and ns
+        )
+    )
     assert len(nodes) == 2
     for node in nodes:
         seen = json.loads(download(client, "envpool", node.id, "shared/start.json"))
@@ -657,12 +754,22 @@ def test_start_task_environment(emulator: BatchEmulator, client: BatchClient,
         # The start task's own directories are the node's startup directory.
         assert seen["AZ_BATCH_TASK_DIR"] == seen["AZ_BATCH_NODE_STARTUP_DIR"]
         assert seen["AZ_BATCH_TASK_WORKING_DIR"] == seen["AZ_BATCH_NODE_STARTUP_WORKING_DIR"]
-        assert Path(seen["cwd"]).resolve() == Path(
-            seen["AZ_BATCH_NODE_STARTUP_WORKING_DIR"]).resolve()
+        assert (
+            Path(seen["cwd"]).resolve() == Path(seen["AZ_BATCH_NODE_STARTUP_WORKING_DIR"]).resolve()
+        )
         # Not defined for a start task (Microsoft: "All tasks except start task").
         assert "AZ_BATCH_JOB_ID" not in seen
-    assert len({json.loads(download(client, "envpool", n.id, "shared/start.json"))[
-        "AZ_BATCH_NODE_ROOT_DIR"] for n in nodes}) == 2
+    assert (
+        len(
+            {
+                json.loads(download(client, "envpool", n.id, "shared/start.json"))[
+                    "AZ_BATCH_NODE_ROOT_DIR"
+                ]
+                for n in nodes
+            }
+        )
+        == 2
+    )
 
 
 def test_failing_start_task_makes_node_unusable(client: BatchClient, gate: Path) -> None:
@@ -671,7 +778,8 @@ def test_failing_start_task_makes_node_unusable(client: BatchClient, gate: Path)
         "with open(os.path.join(os.environ['AZ_BATCH_NODE_SHARED_DIR'], 'runs'), 'a') as f:\n"
         "    f.write('run\\n')\n"
         "print('giving up', flush=True)\n"
-        "raise SystemExit(7)\n")
+        "raise SystemExit(7)\n"
+    )
     start = bm.BatchStartTask(command_line=fail, max_task_retry_count=2, wait_for_success=True)
     make_pool(client, "broken", start_task=start)
     make_job(client, "job", "broken")
@@ -697,10 +805,12 @@ def test_failing_start_task_makes_node_unusable(client: BatchClient, gate: Path)
     assert client.get_node("broken", node_id).total_tasks_run == 0
 
     # A working start task applies to nodes joining afterwards: the task runs there.
-    client.update_pool("broken", bm.BatchPoolUpdateOptions(
-        start_task=bm.BatchStartTask(command_line="/bin/true")))
-    client.begin_resize_pool("broken", bm.BatchPoolResizeOptions(target_dedicated_nodes=2),
-                             polling_interval=0).result(timeout=30)
+    client.update_pool(
+        "broken", bm.BatchPoolUpdateOptions(start_task=bm.BatchStartTask(command_line="/bin/true"))
+    )
+    client.begin_resize_pool(
+        "broken", bm.BatchPoolResizeOptions(target_dedicated_nodes=2), polling_interval=0
+    ).result(timeout=30)
     task = wait_task_completed(client, "job", "t")
     assert some(task.execution_info).result == "success"
     assert some(task.node_info).node_id != node_id
@@ -709,8 +819,9 @@ def test_failing_start_task_makes_node_unusable(client: BatchClient, gate: Path)
 
 def test_start_task_not_waited_for(client: BatchClient, gate: Path) -> None:
     """waitForSuccess=false: tasks run on the node while its start task still runs."""
-    start = bm.BatchStartTask(command_line=python(START_TASK),
-                              environment_settings=gate_env(gate), wait_for_success=False)
+    start = bm.BatchStartTask(
+        command_line=python(START_TASK), environment_settings=gate_env(gate), wait_for_success=False
+    )
     make_pool(client, "eager", start_task=start)
     node_id = node_ids(client, "eager")[0]
     make_job(client, "job", "eager")
@@ -736,7 +847,9 @@ def test_failing_start_task_not_waited_for_keeps_node_usable(client: BatchClient
     wait_for(lambda: start_task_info(client, "lenient", node_id).state == "completed")
     node = client.get_node("lenient", node_id)
     assert (some(node.start_task_info).result, some(node.start_task_info).exit_code) == (
-        "failure", 1)
+        "failure",
+        1,
+    )
     assert node.state == "idle"
     make_job(client, "job", "lenient")
     client.create_task("job", bm.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
@@ -761,8 +874,7 @@ def test_node_states_follow_running_tasks(client: BatchClient, pool: str, gate: 
     wait_for(lambda: running(gate) == {"t0"})
     node = wait_node(client, pool, node_id, "running")
     assert node.running_tasks_count == 1
-    assert [n.state for n in client.list_nodes(pool, filter="state eq 'running'")] == [
-        "running"]
+    assert [n.state for n in client.list_nodes(pool, filter="state eq 'running'")] == ["running"]
     assert some(client.get_task("job", "t0").node_info).node_id == node_id
 
     open_gate(gate)
@@ -789,8 +901,9 @@ def test_node_files(client: BatchClient) -> None:
     node_id = node_ids(client, "files")[0]
     wait_for(lambda: start_task_info(client, "files", node_id).state == "completed")
     make_job(client, "job", "files")
-    client.create_task("job", bm.BatchTaskCreateOptions(
-        id="t", command_line="/bin/sh -c 'echo task output'"))
+    client.create_task(
+        "job", bm.BatchTaskCreateOptions(id="t", command_line="/bin/sh -c 'echo task output'")
+    )
     wait_task_completed(client, "job", "t")
 
     top = {some(f.name): f for f in client.list_node_files("files", node_id)}
@@ -798,8 +911,7 @@ def test_node_files(client: BatchClient) -> None:
     assert all(f.is_directory for f in top.values())
     assert not any("/" in name for name in top)
 
-    everything = {some(f.name): f
-                  for f in client.list_node_files("files", node_id, recursive=True)}
+    everything = {some(f.name): f for f in client.list_node_files("files", node_id, recursive=True)}
     stdout = everything["startup/stdout.txt"]
     assert stdout.is_directory is False
     assert int(some(stdout.properties).content_length) == len(b"hello from start\n")
@@ -808,8 +920,9 @@ def test_node_files(client: BatchClient) -> None:
     assert everything["startup"].is_directory is True
 
     assert download(client, "files", node_id, "startup/stdout.txt") == b"hello from start\n"
-    assert download(client, "files", node_id,
-                    "workitems/job/job-1/t/stdout.txt") == b"task output\n"
+    assert (
+        download(client, "files", node_id, "workitems/job/job-1/t/stdout.txt") == b"task output\n"
+    )
     props = client.get_node_file_properties("files", node_id, "startup/stdout.txt")
     assert int(props.content_length) == len(b"hello from start\n")
     assert some(props.url).endswith("/files/startup/stdout.txt")
@@ -828,7 +941,8 @@ def test_list_nodes_select_and_filter(client: BatchClient) -> None:
     selected = list(client.list_nodes("sel", select=["id"]))
     assert sorted(n.id for n in selected) == ids
     assert all(n.as_dict() == {"id": n.id} for n in selected)
-    idle = wait_for(lambda: len(x := list(client.list_nodes("sel", filter="state eq 'idle'")))
-                    == 3 and x)
+    idle = wait_for(
+        lambda: len(x := list(client.list_nodes("sel", filter="state eq 'idle'"))) == 3 and x
+    )
     assert sorted(n.id for n in idle) == ids
     assert list(client.list_nodes("sel", filter="state eq 'running'")) == []

@@ -254,6 +254,17 @@ def test_task_file_path_cannot_escape_the_task_directory(client: BatchClient, wr
     assert download(client, sibling, "stdout.txt") == b"secret\n"
 
 
+def test_task_directory_itself_cannot_be_deleted(client: BatchClient, written: str) -> None:
+    # ``../writer`` resolves to the task's own directory: it is not one of its files.
+    for itself in (f"../{written}", "wd/.."):
+        with pytest.raises(ResourceNotFoundError):
+            client.delete_task_file(JOB, written, itself, recursive=True)
+    assert download(client, written, "stdout.txt") != b""
+    assert "wd/sub/deeper/leaf.txt" in {
+        f.name for f in client.list_task_files(JOB, written, recursive=True)
+    }
+
+
 def test_files_of_a_missing_task_is_task_not_found(client: BatchClient, job: str) -> None:
     with pytest.raises(ResourceNotFoundError) as caught:
         list(client.list_task_files(job, "ghost"))

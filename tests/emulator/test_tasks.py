@@ -84,14 +84,17 @@ def env(**values: str) -> list[bm.EnvironmentSetting]:
 
 
 def make_job(client: BatchClient, job_id: str, pool_id: str, **options: Any) -> None:
-    client.create_job(bm.BatchJobCreateOptions(
-        id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **options))
+    client.create_job(
+        bm.BatchJobCreateOptions(id=job_id, pool_info=bm.BatchPoolInfo(pool_id=pool_id), **options)
+    )
 
 
-def add_task(client: BatchClient, job_id: str, task_id: str, command_line: str,
-             **options: Any) -> None:
-    client.create_task(job_id, bm.BatchTaskCreateOptions(
-        id=task_id, command_line=command_line, **options))
+def add_task(
+    client: BatchClient, job_id: str, task_id: str, command_line: str, **options: Any
+) -> None:
+    client.create_task(
+        job_id, bm.BatchTaskCreateOptions(id=task_id, command_line=command_line, **options)
+    )
 
 
 def wait_task_state(client: BatchClient, job_id: str, task_id: str, state: str) -> bm.BatchTask:
@@ -147,11 +150,20 @@ def open_gate(gate: Path) -> None:
 
 def test_create_task_stores_and_returns_properties(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
-    add_task(client, "job", "t1", "/bin/echo hello", display_name="First task",
-             environment_settings=env(COLOUR="blue"), required_slots=2,
-             constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(hours=1),
-                                                 retention_time=timedelta(days=1),
-                                                 max_task_retry_count=3))
+    add_task(
+        client,
+        "job",
+        "t1",
+        "/bin/echo hello",
+        display_name="First task",
+        environment_settings=env(COLOUR="blue"),
+        required_slots=2,
+        constraints=bm.BatchTaskConstraints(
+            max_wall_clock_time=timedelta(hours=1),
+            retention_time=timedelta(days=1),
+            max_task_retry_count=3,
+        ),
+    )
 
     task = client.get_task("job", "t1")
     assert task.id == "t1"
@@ -173,8 +185,7 @@ def test_create_task_stores_and_returns_properties(client: BatchClient) -> None:
     assert client.get_task("job", "T1").id == "t1"
 
 
-def test_task_states_active_running_completed(client: BatchClient, pool: str,
-                                              gate: Path) -> None:
+def test_task_states_active_running_completed(client: BatchClient, pool: str, gate: Path) -> None:
     make_job(client, "job", pool, max_parallel_tasks=1)
     add_task(client, "job", "first", python(GATED), environment_settings=env(GATE_DIR=str(gate)))
     wait_for(lambda: running(gate) == {"first"})
@@ -271,14 +282,21 @@ def test_missing_task_and_missing_job(client: BatchClient) -> None:
         ({"command_line": 5}, "InvalidPropertyValue", "commandLine"),
         ({"required_slots": 0}, "InvalidPropertyValue", "requiredSlots"),
         ({"required_slots": "two"}, "InvalidPropertyValue", "requiredSlots"),
-        ({"constraints": bm.BatchTaskConstraints(max_task_retry_count=-2)},
-         "InvalidPropertyValue", "constraints.maxTaskRetryCount"),
-        ({"environment_settings": [{"value": "no name"}]}, "MissingRequiredProperty",
-         "environmentSettings[0].name"),
+        (
+            {"constraints": bm.BatchTaskConstraints(max_task_retry_count=-2)},
+            "InvalidPropertyValue",
+            "constraints.maxTaskRetryCount",
+        ),
+        (
+            {"environment_settings": [{"value": "no name"}]},
+            "MissingRequiredProperty",
+            "environmentSettings[0].name",
+        ),
     ],
 )
-def test_invalid_task_is_rejected(client: BatchClient, pool: str, options: dict[str, Any],
-                                  code: str, prop: str) -> None:
+def test_invalid_task_is_rejected(
+    client: BatchClient, pool: str, options: dict[str, Any], code: str, prop: str
+) -> None:
     make_job(client, "job", pool)
     fields: dict[str, Any] = {"id": "bad", "command_line": "/bin/true"}
     fields.update(options)
@@ -303,14 +321,21 @@ def test_invalid_task_is_rejected(client: BatchClient, pool: str, options: dict[
         (b'{"id": 7, "commandLine": "/bin/true"}', "InvalidPropertyValue"),
     ],
 )
-def test_malformed_task_body_is_rejected(client: BatchClient, pool: str, body: bytes,
-                                         code: str) -> None:
+def test_malformed_task_body_is_rejected(
+    client: BatchClient, pool: str, body: bytes, code: str
+) -> None:
     # Bodies the SDK's models would not produce, sent through the SDK's own pipeline.
     make_job(client, "job", pool)
     with pytest.raises(HttpResponseError) as caught:
-        client.send_request(HttpRequest(
-            "POST", "/jobs/job/tasks", params={"api-version": API_VERSION}, content=body,
-            headers={"Content-Type": "application/json; odata=minimalmetadata"}))
+        client.send_request(
+            HttpRequest(
+                "POST",
+                "/jobs/job/tasks",
+                params={"api-version": API_VERSION},
+                content=body,
+                headers={"Content-Type": "application/json; odata=minimalmetadata"},
+            )
+        )
     assert caught.value.status_code == 400
     assert caught.value.error.code == code
     assert list(client.list_tasks("job")) == []
@@ -322,14 +347,19 @@ def test_tasks_cannot_be_added_to_a_terminated_job(client: BatchClient, pool: st
     from azure.batch.models._models import BatchJobTerminateOptions
 
     make_job(client, "job", pool)
-    client.begin_terminate_job("job", BatchJobTerminateOptions(termination_reason="done"),
-                               polling_interval=0).result()
+    client.begin_terminate_job(
+        "job", BatchJobTerminateOptions(termination_reason="done"), polling_interval=0
+    ).result()
     with pytest.raises(ResourceExistsError) as caught:
         add_task(client, "job", "late", "/bin/true")
     assert caught.value.error.code == "JobCompleted"
     with pytest.raises(ResourceExistsError) as caught:
-        client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-            bm.BatchTaskCreateOptions(id="late", command_line="/bin/true")]))
+        client.create_task_collection(
+            "job",
+            bm.BatchTaskGroup(
+                task_values=[bm.BatchTaskCreateOptions(id="late", command_line="/bin/true")]
+            ),
+        )
     assert caught.value.error.code == "JobCompleted"
     assert list(client.list_tasks("job")) == []
 
@@ -341,14 +371,19 @@ def test_add_collection_reports_each_task(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
     add_task(client, "job", "a", "/bin/true")
 
-    result = client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="b", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="A", command_line="/bin/true"),  # exists already
-        bm.BatchTaskCreateOptions(id="c", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="C", command_line="/bin/true"),  # same request
-        bm.BatchTaskCreateOptions(id="bad id", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="d"),  # no command line
-    ]))
+    result = client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(id="b", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(id="A", command_line="/bin/true"),  # exists already
+                bm.BatchTaskCreateOptions(id="c", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(id="C", command_line="/bin/true"),  # same request
+                bm.BatchTaskCreateOptions(id="bad id", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(id="d"),  # no command line
+            ]
+        ),
+    )
 
     by_id = {r.task_id: r for r in result.result_values}
     assert set(by_id) == {"b", "A", "c", "C", "bad id", "d"}
@@ -357,8 +392,12 @@ def test_add_collection_reports_each_task(client: BatchClient) -> None:
         assert by_id[ok].error is None
         assert by_id[ok].etag
         assert by_id[ok].location.endswith(f"/jobs/job/tasks/{ok}")
-    expected = {"A": "TaskExists", "C": "TaskExists", "bad id": "InvalidPropertyValue",
-                "d": "MissingRequiredProperty"}
+    expected = {
+        "A": "TaskExists",
+        "C": "TaskExists",
+        "bad id": "InvalidPropertyValue",
+        "d": "MissingRequiredProperty",
+    }
     for task_id, code in expected.items():
         assert by_id[task_id].status == "clienterror"
         assert by_id[task_id].error.code == code
@@ -367,8 +406,7 @@ def test_add_collection_reports_each_task(client: BatchClient) -> None:
 
 def test_add_collection_of_100_tasks_is_accepted_and_101_rejected(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
-    tasks = [bm.BatchTaskCreateOptions(id=f"t{i:03}", command_line="/bin/true")
-             for i in range(101)]
+    tasks = [bm.BatchTaskCreateOptions(id=f"t{i:03}", command_line="/bin/true") for i in range(101)]
     with pytest.raises(HttpResponseError) as caught:
         client.create_task_collection("job", bm.BatchTaskGroup(task_values=tasks))
     assert caught.value.status_code == 400
@@ -379,13 +417,17 @@ def test_add_collection_of_100_tasks_is_accepted_and_101_rejected(client: BatchC
     assert len(list(client.list_tasks("job"))) == 100
 
 
-def test_add_collection_body_of_1mb_is_too_large(emulator: BatchEmulator,
-                                                 client: BatchClient) -> None:
+def test_add_collection_body_of_1mb_is_too_large(
+    emulator: BatchEmulator, client: BatchClient
+) -> None:
     make_job(client, "job", NO_POOL)
     padding = "x" * 12_000  # 100 tasks: about 1.2 MB of JSON
-    tasks = [bm.BatchTaskCreateOptions(id=f"t{i}", command_line="/bin/true",
-                                       environment_settings=env(PADDING=padding))
-             for i in range(100)]
+    tasks = [
+        bm.BatchTaskCreateOptions(
+            id=f"t{i}", command_line="/bin/true", environment_settings=env(PADDING=padding)
+        )
+        for i in range(100)
+    ]
     with pytest.raises(HttpResponseError) as caught:
         client.create_task_collection("job", bm.BatchTaskGroup(task_values=tasks))
     assert caught.value.status_code == 413
@@ -406,14 +448,22 @@ def test_add_collection_body_of_1mb_is_too_large(emulator: BatchEmulator,
 
 def test_list_tasks_filter(client: BatchClient, pool: str) -> None:
     make_job(client, "job", pool, uses_task_dependencies=True)
-    client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="ok", command_line=exit_with(0)),
-        bm.BatchTaskCreateOptions(id="fail2", command_line=exit_with(2)),
-        bm.BatchTaskCreateOptions(id="fail3", command_line=exit_with(3)),
-        # Blocked for good by its failed parent: stays active.
-        bm.BatchTaskCreateOptions(id="waiting", command_line="/bin/true",
-                                  depends_on=bm.BatchTaskDependencies(task_ids=["fail2"])),
-    ]))
+    client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(id="ok", command_line=exit_with(0)),
+                bm.BatchTaskCreateOptions(id="fail2", command_line=exit_with(2)),
+                bm.BatchTaskCreateOptions(id="fail3", command_line=exit_with(3)),
+                # Blocked for good by its failed parent: stays active.
+                bm.BatchTaskCreateOptions(
+                    id="waiting",
+                    command_line="/bin/true",
+                    depends_on=bm.BatchTaskDependencies(task_ids=["fail2"]),
+                ),
+            ]
+        ),
+    )
     for task_id in ("ok", "fail2", "fail3"):
         wait_task_completed(client, "job", task_id)
 
@@ -429,10 +479,10 @@ def test_list_tasks_filter(client: BatchClient, pool: str) -> None:
     assert listed("executionInfo/result eq 'success'") == {"ok"}
     assert listed("executionInfo/exitCode eq 3") == {"fail3"}
     assert listed("executionInfo/exitCode gt 0") == {"fail2", "fail3"}
-    assert listed("executionInfo/exitCode ge 0 and executionInfo/exitCode lt 3") == {
-        "ok", "fail2"}
-    assert listed("state eq 'completed' and executionInfo/result eq 'failure' "
-                  "and id ne 'fail2'") == {"fail3"}
+    assert listed("executionInfo/exitCode ge 0 and executionInfo/exitCode lt 3") == {"ok", "fail2"}
+    assert listed(
+        "state eq 'completed' and executionInfo/result eq 'failure' and id ne 'fail2'"
+    ) == {"fail3"}
 
     tasks = list(client.list_tasks("job"))
     pivot = next(t for t in tasks if t.id == "fail2").state_transition_time
@@ -463,20 +513,27 @@ def test_list_tasks_select(client: BatchClient, pool: str) -> None:
 
 def test_list_tasks_bad_filter_is_rejected(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
-    for bad in ("state eq", "commandLine eq 'x'", "state gt 'active'",
-                "executionInfo/exitCode eq 'zero'"):
+    for bad in (
+        "state eq",
+        "commandLine eq 'x'",
+        "state gt 'active'",
+        "executionInfo/exitCode eq 'zero'",
+    ):
         with pytest.raises(HttpResponseError) as caught:
             list(client.list_tasks("job", filter=bad))
         assert caught.value.status_code == 400
         assert caught.value.error.code == "InvalidQueryParameterValue"
 
 
-def test_list_tasks_pages_with_max_results(emulator: BatchEmulator,
-                                           client: BatchClient) -> None:
+def test_list_tasks_pages_with_max_results(emulator: BatchEmulator, client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
     ids = [f"task-{i:02}" for i in range(23)]
-    client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ids]))
+    client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[bm.BatchTaskCreateOptions(id=i, command_line="/bin/true") for i in ids]
+        ),
+    )
     before = emulator.request_counts.get("Tasks_ListTasks", 0)
 
     pages = [[t.id for t in page] for page in client.list_tasks("job", max_results=5).by_page()]
@@ -486,8 +543,12 @@ def test_list_tasks_pages_with_max_results(emulator: BatchEmulator,
     assert emulator.request_counts["Tasks_ListTasks"] - before == 5
 
     # Paging and filtering together: the filter applies across pages.
-    odd = [t.id for t in client.list_tasks(
-        "job", max_results=2, filter="id eq 'task-01' or id eq 'task-13' or id eq 'task-21'")]
+    odd = [
+        t.id
+        for t in client.list_tasks(
+            "job", max_results=2, filter="id eq 'task-01' or id eq 'task-13' or id eq 'task-21'"
+        )
+    ]
     assert sorted(odd) == ["task-01", "task-13", "task-21"]
 
 
@@ -497,8 +558,9 @@ def test_list_tasks_pages_with_max_results(emulator: BatchEmulator,
 def test_terminate_running_task(client: BatchClient, pool: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     make_job(client, "job", pool)
-    add_task(client, "job", "sleeper", python(SLEEPER),
-             environment_settings=env(PID_FILE=str(pid_file)))
+    add_task(
+        client, "job", "sleeper", python(SLEEPER), environment_settings=env(PID_FILE=str(pid_file))
+    )
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text()))
 
     client.terminate_task("job", "sleeper")
@@ -526,8 +588,14 @@ def test_terminate_active_task(client: BatchClient) -> None:
 
 
 def test_terminate_preparing_task(client: BatchClient, pool: str, gate: Path) -> None:
-    make_job(client, "job", pool, job_preparation_task=bm.BatchJobPreparationTask(
-        id="prep", command_line=python(GATED), environment_settings=env(GATE_DIR=str(gate))))
+    make_job(
+        client,
+        "job",
+        pool,
+        job_preparation_task=bm.BatchJobPreparationTask(
+            id="prep", command_line=python(GATED), environment_settings=env(GATE_DIR=str(gate))
+        ),
+    )
     add_task(client, "job", "t", "/bin/true")
     wait_task_state(client, "job", "t", "preparing")
 
@@ -544,8 +612,9 @@ def test_delete_task(client: BatchClient, pool: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     make_job(client, "job", pool)
     add_task(client, "job", "done", "/bin/true")
-    add_task(client, "job", "sleeper", python(SLEEPER),
-             environment_settings=env(PID_FILE=str(pid_file)))
+    add_task(
+        client, "job", "sleeper", python(SLEEPER), environment_settings=env(PID_FILE=str(pid_file))
+    )
     wait_task_completed(client, "job", "done")
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text()))
 
@@ -565,14 +634,20 @@ def test_delete_task(client: BatchClient, pool: str, tmp_path: Path) -> None:
         client.delete_task("job", "done")
 
 
-def test_reactivate_failed_task_runs_it_again(client: BatchClient, pool: str,
-                                              tmp_path: Path) -> None:
+def test_reactivate_failed_task_runs_it_again(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     counter = tmp_path / "runs"
     make_job(client, "job", pool)
     # Fails twice (first run and its one retry), succeeds on the third run.
-    add_task(client, "job", "flaky", python(FLAKY),
-             environment_settings=env(COUNTER=str(counter), SUCCEED_ON="3"),
-             constraints=bm.BatchTaskConstraints(max_task_retry_count=1))
+    add_task(
+        client,
+        "job",
+        "flaky",
+        python(FLAKY),
+        environment_settings=env(COUNTER=str(counter), SUCCEED_ON="3"),
+        constraints=bm.BatchTaskConstraints(max_task_retry_count=1),
+    )
     task = wait_task_completed(client, "job", "flaky")
     assert task.execution_info.result == "failure"
     assert task.execution_info.retry_count == 1
@@ -610,8 +685,14 @@ def test_task_counts_and_slot_counts(client: BatchClient, pool: str, gate: Path)
     add_task(client, "job", "bad", exit_with(1), required_slots=2)
     wait_task_completed(client, "job", "ok")
     wait_task_completed(client, "job", "bad")
-    add_task(client, "job", "big", python(GATED), required_slots=3,
-             environment_settings=env(GATE_DIR=str(gate)))
+    add_task(
+        client,
+        "job",
+        "big",
+        python(GATED),
+        required_slots=3,
+        environment_settings=env(GATE_DIR=str(gate)),
+    )
     wait_for(lambda: running(gate) == {"big"})
     # Needs 2 slots while "big" holds 3 of the node's 4: it waits.
     add_task(client, "job", "wide", "/bin/true", required_slots=2)
@@ -636,8 +717,14 @@ def test_task_counts_and_slot_counts(client: BatchClient, pool: str, gate: Path)
 def test_preparing_task_counts_as_running(client: BatchClient, pool: str, gate: Path) -> None:
     # A task assigned to a node waits there in "preparing" while the job preparation task
     # runs; task counts report it as running.
-    make_job(client, "job", pool, job_preparation_task=bm.BatchJobPreparationTask(
-        id="prep", command_line=python(GATED), environment_settings=env(GATE_DIR=str(gate))))
+    make_job(
+        client,
+        "job",
+        pool,
+        job_preparation_task=bm.BatchJobPreparationTask(
+            id="prep", command_line=python(GATED), environment_settings=env(GATE_DIR=str(gate))
+        ),
+    )
     add_task(client, "job", "t", "/bin/true", required_slots=2)
     wait_for(lambda: running(gate) == {"prep"})
 
@@ -661,8 +748,13 @@ def test_task_waits_for_its_parents(client: BatchClient, pool: str, gate: Path) 
     make_job(client, "job", pool, uses_task_dependencies=True)
     add_task(client, "job", "slow", python(GATED), environment_settings=env(GATE_DIR=str(gate)))
     add_task(client, "job", "quick", "/bin/true")
-    add_task(client, "job", "child", "/bin/true",
-             depends_on=bm.BatchTaskDependencies(task_ids=["slow", "quick"]))
+    add_task(
+        client,
+        "job",
+        "child",
+        "/bin/true",
+        depends_on=bm.BatchTaskDependencies(task_ids=["slow", "quick"]),
+    )
     assert client.get_task("job", "child").depends_on.task_ids == ["slow", "quick"]
     wait_task_completed(client, "job", "quick")
     wait_for(lambda: running(gate) == {"slow"})
@@ -676,20 +768,37 @@ def test_task_waits_for_its_parents(client: BatchClient, pool: str, gate: Path) 
     assert child.execution_info.start_time >= slow.execution_info.end_time
 
 
-def test_task_id_ranges_are_inclusive_and_ignore_leading_zeros(client: BatchClient, pool: str,
-                                                               tmp_path: Path) -> None:
+def test_task_id_ranges_are_inclusive_and_ignore_leading_zeros(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     in_range, out_of_range = make_gate(tmp_path, "in"), make_gate(tmp_path, "out")
     make_job(client, "job", pool, uses_task_dependencies=True)
-    client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="5", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="10", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="007", command_line=python(GATED),
-                                  environment_settings=env(GATE_DIR=str(in_range))),
-        bm.BatchTaskCreateOptions(id="11", command_line=python(GATED),
-                                  environment_settings=env(GATE_DIR=str(out_of_range))),
-    ]))
-    add_task(client, "job", "child", "/bin/true", depends_on=bm.BatchTaskDependencies(
-        task_id_ranges=[bm.BatchTaskIdRange(start=5, end=10)]))
+    client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(id="5", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(id="10", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(
+                    id="007",
+                    command_line=python(GATED),
+                    environment_settings=env(GATE_DIR=str(in_range)),
+                ),
+                bm.BatchTaskCreateOptions(
+                    id="11",
+                    command_line=python(GATED),
+                    environment_settings=env(GATE_DIR=str(out_of_range)),
+                ),
+            ]
+        ),
+    )
+    add_task(
+        client,
+        "job",
+        "child",
+        "/bin/true",
+        depends_on=bm.BatchTaskDependencies(task_id_ranges=[bm.BatchTaskIdRange(start=5, end=10)]),
+    )
     wait_task_completed(client, "job", "5")
     wait_task_completed(client, "job", "10")
     wait_for(lambda: running(in_range) == {"007"} and running(out_of_range) == {"11"})
@@ -714,36 +823,67 @@ def test_dependencies_need_uses_task_dependencies(client: BatchClient) -> None:
         add_task(client, "job", "child", "/bin/true", depends_on=depends)
     assert caught.value.status_code == 409
     assert caught.value.error.code == "TaskDependenciesNotSpecifiedOnJob"
-    result = client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="child", command_line="/bin/true", depends_on=depends)]))
+    result = client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(id="child", command_line="/bin/true", depends_on=depends)
+            ]
+        ),
+    )
     assert [(r.status, r.error.code) for r in result.result_values] == [
-        ("clienterror", "TaskDependenciesNotSpecifiedOnJob")]
+        ("clienterror", "TaskDependenciesNotSpecifiedOnJob")
+    ]
     assert [t.id for t in client.list_tasks("job")] == ["parent"]
 
 
 def test_dependency_on_missing_task_is_rejected(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL, uses_task_dependencies=True)
     with pytest.raises(HttpResponseError) as caught:
-        add_task(client, "job", "child", "/bin/true",
-                 depends_on=bm.BatchTaskDependencies(task_ids=["ghost"]))
+        add_task(
+            client,
+            "job",
+            "child",
+            "/bin/true",
+            depends_on=bm.BatchTaskDependencies(task_ids=["ghost"]),
+        )
     assert caught.value.status_code == 400
     assert details(caught.value)["PropertyName"].startswith("dependsOn.taskIds")
 
     # In a collection, a parent in the same request is fine; a missing one is not.
-    result = client.create_task_collection("job", bm.BatchTaskGroup(task_values=[
-        bm.BatchTaskCreateOptions(id="kid", command_line="/bin/true",
-                                  depends_on=bm.BatchTaskDependencies(task_ids=["mum"])),
-        bm.BatchTaskCreateOptions(id="mum", command_line="/bin/true"),
-        bm.BatchTaskCreateOptions(id="orphan", command_line="/bin/true",
-                                  depends_on=bm.BatchTaskDependencies(task_ids=["nobody"])),
-        # A parent in the request that is itself rejected takes its dependents with it.
-        bm.BatchTaskCreateOptions(id="heir", command_line="/bin/true",
-                                  depends_on=bm.BatchTaskDependencies(task_ids=["broken"])),
-        bm.BatchTaskCreateOptions(id="broken"),
-    ]))
+    result = client.create_task_collection(
+        "job",
+        bm.BatchTaskGroup(
+            task_values=[
+                bm.BatchTaskCreateOptions(
+                    id="kid",
+                    command_line="/bin/true",
+                    depends_on=bm.BatchTaskDependencies(task_ids=["mum"]),
+                ),
+                bm.BatchTaskCreateOptions(id="mum", command_line="/bin/true"),
+                bm.BatchTaskCreateOptions(
+                    id="orphan",
+                    command_line="/bin/true",
+                    depends_on=bm.BatchTaskDependencies(task_ids=["nobody"]),
+                ),
+                # A parent in the request that is itself rejected takes its dependents with it.
+                bm.BatchTaskCreateOptions(
+                    id="heir",
+                    command_line="/bin/true",
+                    depends_on=bm.BatchTaskDependencies(task_ids=["broken"]),
+                ),
+                bm.BatchTaskCreateOptions(id="broken"),
+            ]
+        ),
+    )
     status = {r.task_id: r.status for r in result.result_values}
-    assert status == {"kid": "success", "mum": "success", "orphan": "clienterror",
-                      "heir": "clienterror", "broken": "clienterror"}
+    assert status == {
+        "kid": "success",
+        "mum": "success",
+        "orphan": "clienterror",
+        "heir": "clienterror",
+        "broken": "clienterror",
+    }
     assert sorted(t.id for t in client.list_tasks("job")) == ["kid", "mum"]
 
 
@@ -756,12 +896,18 @@ def test_dependency_on_missing_task_is_rejected(client: BatchClient) -> None:
     ],
     ids=["two", "three", "self"],
 )
-def test_dependency_cycle_is_rejected(client: BatchClient,
-                                      dependencies: dict[str, list[str]]) -> None:
+def test_dependency_cycle_is_rejected(
+    client: BatchClient, dependencies: dict[str, list[str]]
+) -> None:
     make_job(client, "job", NO_POOL, uses_task_dependencies=True)
-    tasks = [bm.BatchTaskCreateOptions(id=task_id, command_line="/bin/true",
-                                       depends_on=bm.BatchTaskDependencies(task_ids=parents))
-             for task_id, parents in dependencies.items()]
+    tasks = [
+        bm.BatchTaskCreateOptions(
+            id=task_id,
+            command_line="/bin/true",
+            depends_on=bm.BatchTaskDependencies(task_ids=parents),
+        )
+        for task_id, parents in dependencies.items()
+    ]
     try:
         result = client.create_task_collection("job", bm.BatchTaskGroup(task_values=tasks))
     except HttpResponseError as error:
@@ -774,8 +920,13 @@ def test_dependency_cycle_is_rejected(client: BatchClient,
 def test_failed_parent_blocks_its_dependent(client: BatchClient, pool: str) -> None:
     make_job(client, "job", pool, uses_task_dependencies=True)
     add_task(client, "job", "parent", exit_with(1))
-    add_task(client, "job", "child", "/bin/true",
-             depends_on=bm.BatchTaskDependencies(task_ids=["parent"]))
+    add_task(
+        client,
+        "job",
+        "child",
+        "/bin/true",
+        depends_on=bm.BatchTaskDependencies(task_ids=["parent"]),
+    )
     wait_task_completed(client, "job", "parent")
     settle(client, "job")
 
@@ -790,37 +941,98 @@ def test_failed_parent_blocks_its_dependent(client: BatchClient, pool: str) -> N
 @pytest.mark.parametrize(
     ("exit_code", "conditions", "child_runs"),
     [
-        (3, bm.ExitConditions(exit_codes=[bm.ExitCodeMapping(
-            code=3, exit_options=bm.ExitOptions(dependency_action="satisfy"))]), True),
-        (4, bm.ExitConditions(exit_code_ranges=[bm.ExitCodeRangeMapping(
-            start=2, end=5, exit_options=bm.ExitOptions(dependency_action="satisfy"))]), True),
+        (
+            3,
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(
+                        code=3, exit_options=bm.ExitOptions(dependency_action="satisfy")
+                    )
+                ]
+            ),
+            True,
+        ),
+        (
+            4,
+            bm.ExitConditions(
+                exit_code_ranges=[
+                    bm.ExitCodeRangeMapping(
+                        start=2, end=5, exit_options=bm.ExitOptions(dependency_action="satisfy")
+                    )
+                ]
+            ),
+            True,
+        ),
         (7, bm.ExitConditions(default=bm.ExitOptions(dependency_action="satisfy")), True),
-        (0, bm.ExitConditions(exit_codes=[bm.ExitCodeMapping(
-            code=0, exit_options=bm.ExitOptions(dependency_action="block"))]), False),
+        (
+            0,
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(
+                        code=0, exit_options=bm.ExitOptions(dependency_action="block")
+                    )
+                ]
+            ),
+            False,
+        ),
         # A listed exit code wins over the default.
-        (3, bm.ExitConditions(
-            exit_codes=[bm.ExitCodeMapping(
-                code=3, exit_options=bm.ExitOptions(dependency_action="block"))],
-            default=bm.ExitOptions(dependency_action="satisfy")), False),
+        (
+            3,
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(
+                        code=3, exit_options=bm.ExitOptions(dependency_action="block")
+                    )
+                ],
+                default=bm.ExitOptions(dependency_action="satisfy"),
+            ),
+            False,
+        ),
         # Not listed, no default: block, as for any failure.
-        (6, bm.ExitConditions(exit_codes=[bm.ExitCodeMapping(
-            code=3, exit_options=bm.ExitOptions(dependency_action="satisfy"))]), False),
+        (
+            6,
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(
+                        code=3, exit_options=bm.ExitOptions(dependency_action="satisfy")
+                    )
+                ]
+            ),
+            False,
+        ),
         # The default applies to non-zero exit codes only.
         (0, bm.ExitConditions(default=bm.ExitOptions(dependency_action="block")), True),
         (0, None, True),
         (2, None, False),
     ],
-    ids=["code-satisfy", "range-satisfy", "default-satisfy", "code0-block",
-         "code-over-default", "unlisted-blocks", "default-not-for-0", "success", "failure"],
+    ids=[
+        "code-satisfy",
+        "range-satisfy",
+        "default-satisfy",
+        "code0-block",
+        "code-over-default",
+        "unlisted-blocks",
+        "default-not-for-0",
+        "success",
+        "failure",
+    ],
 )
 def test_exit_conditions_decide_dependency_action(
-    client: BatchClient, pool: str, exit_code: int, conditions: bm.ExitConditions | None,
+    client: BatchClient,
+    pool: str,
+    exit_code: int,
+    conditions: bm.ExitConditions | None,
     child_runs: bool,
 ) -> None:
     make_job(client, "job", pool, uses_task_dependencies=True)
     add_task(client, "job", "parent", exit_with(exit_code), exit_conditions=conditions)
-    add_task(client, "job", "child", "/bin/true",
-             depends_on=bm.BatchTaskDependencies(task_ids=["parent"]))
+    add_task(
+        client,
+        "job",
+        "child",
+        "/bin/true",
+        depends_on=bm.BatchTaskDependencies(task_ids=["parent"]),
+    )
     parent = wait_task_completed(client, "job", "parent")
     assert parent.execution_info.exit_code == exit_code
     if child_runs:
@@ -833,23 +1045,50 @@ def test_exit_conditions_decide_dependency_action(
 @pytest.mark.parametrize(
     ("conditions", "job_state", "reason"),
     [
-        (bm.ExitConditions(exit_codes=[bm.ExitCodeMapping(
-            code=2, exit_options=bm.ExitOptions(job_action="terminate"))]),
-         "completed", "TaskFailed"),
+        (
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(code=2, exit_options=bm.ExitOptions(job_action="terminate"))
+                ]
+            ),
+            "completed",
+            "TaskFailed",
+        ),
         # The default job action for a non-zero exit code is terminate.
         (None, "completed", "TaskFailed"),
-        (bm.ExitConditions(default=bm.ExitOptions(job_action="terminate")),
-         "completed", "TaskFailed"),
-        (bm.ExitConditions(exit_codes=[bm.ExitCodeMapping(
-            code=2, exit_options=bm.ExitOptions(job_action="none"))]), "active", None),
-        (bm.ExitConditions(exit_code_ranges=[bm.ExitCodeRangeMapping(
-            start=1, end=9, exit_options=bm.ExitOptions(job_action="disable"))]),
-         "disabled", None),
+        (
+            bm.ExitConditions(default=bm.ExitOptions(job_action="terminate")),
+            "completed",
+            "TaskFailed",
+        ),
+        (
+            bm.ExitConditions(
+                exit_codes=[
+                    bm.ExitCodeMapping(code=2, exit_options=bm.ExitOptions(job_action="none"))
+                ]
+            ),
+            "active",
+            None,
+        ),
+        (
+            bm.ExitConditions(
+                exit_code_ranges=[
+                    bm.ExitCodeRangeMapping(
+                        start=1, end=9, exit_options=bm.ExitOptions(job_action="disable")
+                    )
+                ]
+            ),
+            "disabled",
+            None,
+        ),
     ],
     ids=["code-terminate", "default-terminate", "explicit-default", "none", "disable"],
 )
 def test_task_failure_performs_exit_options_job_action(
-    client: BatchClient, pool: str, conditions: bm.ExitConditions | None, job_state: str,
+    client: BatchClient,
+    pool: str,
+    conditions: bm.ExitConditions | None,
+    job_state: str,
     reason: str | None,
 ) -> None:
     make_job(client, "job", pool, task_failure_mode="performexitoptionsjobaction")
@@ -861,8 +1100,9 @@ def test_task_failure_performs_exit_options_job_action(
     assert job.execution_info.termination_reason == reason
 
 
-def test_task_failure_without_perform_exit_options_leaves_job_active(client: BatchClient,
-                                                                     pool: str) -> None:
+def test_task_failure_without_perform_exit_options_leaves_job_active(
+    client: BatchClient, pool: str
+) -> None:
     make_job(client, "job", pool)
     add_task(client, "job", "bad", exit_with(2))
     wait_task_completed(client, "job", "bad")
@@ -873,8 +1113,13 @@ def test_task_failure_without_perform_exit_options_leaves_job_active(client: Bat
 def test_job_action_needs_perform_exit_options(client: BatchClient) -> None:
     make_job(client, "job", NO_POOL)
     with pytest.raises(HttpResponseError) as caught:
-        add_task(client, "job", "t", "/bin/true", exit_conditions=bm.ExitConditions(
-            default=bm.ExitOptions(job_action="terminate")))
+        add_task(
+            client,
+            "job",
+            "t",
+            "/bin/true",
+            exit_conditions=bm.ExitConditions(default=bm.ExitOptions(job_action="terminate")),
+        )
     assert caught.value.status_code == 400
     assert caught.value.error.code == "InvalidPropertyValue"
     assert list(client.list_tasks("job")) == []
@@ -883,13 +1128,19 @@ def test_job_action_needs_perform_exit_options(client: BatchClient) -> None:
 # ----------------------------------------------------------------------- constraints
 
 
-def test_max_task_retry_count_retries_until_success(client: BatchClient, pool: str,
-                                                    tmp_path: Path) -> None:
+def test_max_task_retry_count_retries_until_success(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     counter = tmp_path / "runs"
     make_job(client, "job", pool)
-    add_task(client, "job", "flaky", python(FLAKY),
-             environment_settings=env(COUNTER=str(counter), SUCCEED_ON="3"),
-             constraints=bm.BatchTaskConstraints(max_task_retry_count=5))
+    add_task(
+        client,
+        "job",
+        "flaky",
+        python(FLAKY),
+        environment_settings=env(COUNTER=str(counter), SUCCEED_ON="3"),
+        constraints=bm.BatchTaskConstraints(max_task_retry_count=5),
+    )
     task = wait_task_completed(client, "job", "flaky")
     info = task.execution_info
     assert (info.result, info.exit_code, info.failure_info) == ("success", 0, None)
@@ -898,13 +1149,19 @@ def test_max_task_retry_count_retries_until_success(client: BatchClient, pool: s
     assert counter.read_text() == "xxx"
 
 
-def test_task_fails_once_retries_are_exhausted(client: BatchClient, pool: str,
-                                               tmp_path: Path) -> None:
+def test_task_fails_once_retries_are_exhausted(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
     counter = tmp_path / "runs"
     make_job(client, "job", pool)
-    add_task(client, "job", "doomed", python(FLAKY),
-             environment_settings=env(COUNTER=str(counter), SUCCEED_ON="99"),
-             constraints=bm.BatchTaskConstraints(max_task_retry_count=2))
+    add_task(
+        client,
+        "job",
+        "doomed",
+        python(FLAKY),
+        environment_settings=env(COUNTER=str(counter), SUCCEED_ON="99"),
+        constraints=bm.BatchTaskConstraints(max_task_retry_count=2),
+    )
     task = wait_task_completed(client, "job", "doomed")
     info = task.execution_info
     assert (info.result, info.exit_code) == ("failure", 1)
@@ -913,14 +1170,19 @@ def test_task_fails_once_retries_are_exhausted(client: BatchClient, pool: str,
     assert counter.read_text() == "xxx"  # one try and two retries
 
 
-def test_max_wall_clock_time_ends_the_task(client: BatchClient, pool: str,
-                                           tmp_path: Path) -> None:
+def test_max_wall_clock_time_ends_the_task(client: BatchClient, pool: str, tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     make_job(client, "job", pool)
-    add_task(client, "job", "slow", python(SLEEPER),
-             environment_settings=env(PID_FILE=str(pid_file)),
-             constraints=bm.BatchTaskConstraints(max_wall_clock_time=timedelta(seconds=1),
-                                                 max_task_retry_count=3))
+    add_task(
+        client,
+        "job",
+        "slow",
+        python(SLEEPER),
+        environment_settings=env(PID_FILE=str(pid_file)),
+        constraints=bm.BatchTaskConstraints(
+            max_wall_clock_time=timedelta(seconds=1), max_task_retry_count=3
+        ),
+    )
     pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text()))
     task = wait_task_completed(client, "job", "slow")
     info = task.execution_info
@@ -932,12 +1194,19 @@ def test_max_wall_clock_time_ends_the_task(client: BatchClient, pool: str,
 # ----------------------------------------------------------------------- environment
 
 
-def test_task_environment_and_working_directory(emulator: BatchEmulator, client: BatchClient,
-                                                pool: str) -> None:
-    dump = ("import json, os, sys; print(json.dumps({'env': dict(os.environ), "
-            "'cwd': os.getcwd(), 'python': sys.executable}))")
-    make_job(client, "job", pool, job_preparation_task=bm.BatchJobPreparationTask(
-        command_line="/bin/true"))
+def test_task_environment_and_working_directory(
+    emulator: BatchEmulator, client: BatchClient, pool: str
+) -> None:
+    dump = (
+        "import json, os, sys; print(json.dumps({'env': dict(os.environ), "
+        "'cwd': os.getcwd(), 'python': sys.executable}))"
+    )
+    make_job(
+        client,
+        "job",
+        pool,
+        job_preparation_task=bm.BatchJobPreparationTask(command_line="/bin/true"),
+    )
     add_task(client, "job", "env", python(dump), environment_settings=env(MY_SETTING="42"))
     task = wait_task_completed(client, "job", "env")
     assert task.execution_info.result == "success", task.execution_info.failure_info
