@@ -11,6 +11,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def describe_machine() -> dict[str, Any]:
     """What the figures depend on: CPUs, OS, Python, package versions, commit."""
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             packages[name] = importlib.metadata.version(name)
@@ -140,6 +141,8 @@ def describe_machine() -> dict[str, Any]:
         "python_executable": sys.executable,
         "packages": packages,
         "git": _git(),
+        "temp_dir": tempfile.gettempdir(),
+        "temp_dir_filesystem": _filesystem(tempfile.gettempdir()),
         "load_average_start": _load_average(),
     }
 
@@ -159,6 +162,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), "
         f"{machine['memory_gib']} GiB, {machine['platform']}",
         f"- Python {machine['python']} ({machine['python_implementation']}); {packages}",
+        f"- temp dir (emulator files): {machine['temp_dir']} on {machine['temp_dir_filesystem']}",
         f"- commit: {machine['git']}; load average at start {machine['load_average_start']}, "
         f"at end {machine.get('load_average_end')}",
         f"- total time: {report['seconds']} s",
@@ -219,6 +223,24 @@ def _load_average() -> list[float] | None:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:
         return None
+
+
+def _filesystem(path: str) -> str | None:
+    """The type of the file system ``path`` is on (emulator task files go to the temp dir)."""
+    try:
+        mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
+    except OSError:
+        return None
+    resolved = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for fields in mounts:
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) > best[0]):
+            best = (len(point), f"{fields[2]} ({fields[0]} on {point})")
+    return best[1] if best else None
 
 
 def _git() -> str | None:
