@@ -8,7 +8,6 @@ creates, so "running when the emulator stopped" is a fact, not a timing guess.
 from __future__ import annotations
 
 import base64
-import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from azure.core.exceptions import ResourceExistsError
 
 from batchexecutor.emulator import BatchEmulator
 from tests.conftest import wait_for, wait_task_completed
+from tests.emulator.support import python
 
 KEY = base64.b64encode(b"durability-test-key-" * 3).decode()
 
@@ -35,10 +35,6 @@ while not gate.exists():
     time.sleep(0.01)
 print("ran to completion")
 """
-
-
-def python(script: str) -> str:
-    return f"python3 -c {shlex.quote(script)}"
 
 
 class Restartable:

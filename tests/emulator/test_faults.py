@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shlex
 import signal
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from azure.core.exceptions import HttpResponseError, ServiceResponseError
 from batchexecutor.emulator import BatchEmulator, FaultPlan
 from batchexecutor.emulator._auth import sign, string_to_sign
 from tests.conftest import wait_for, wait_task_completed
+from tests.emulator.support import python
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 API = "api-version=2025-06-01"
@@ -81,10 +81,6 @@ def raw_to(emulator: BatchEmulator, **kwargs: Any) -> tuple[int, dict[str, str],
 
 def outcome(result: tuple[int, dict[str, str], bytes] | None) -> str:
     return "drop" if result is None else str(result[0])
-
-
-def python(script: str) -> str:
-    return f"python3 -c {shlex.quote(script)}"
 
 
 @pytest.fixture

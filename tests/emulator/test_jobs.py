@@ -9,8 +9,6 @@ particular order append their ID to a log file the test reads afterwards.
 from __future__ import annotations
 
 import json
-import os
-import shlex
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,22 +21,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.core.rest import HttpRequest
 
 from tests.conftest import wait_for, wait_task_completed
-
-VM_SIZE = "standard_d2s_v3"
-
-# Holds at the gate in $GATE_DIR (exits 3 if the gate never opens).
-GATED = """
-import os, pathlib, sys, time
-gate = pathlib.Path(os.environ["GATE_DIR"])
-me = gate / "running" / os.environ["AZ_BATCH_TASK_ID"]
-me.touch()
-deadline = time.monotonic() + 60
-while not (gate / "open").exists():
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.01)
-me.unlink()
-"""
+from tests.emulator.support import GATED, VM_SIZE, details, env, process_alive, python, running
 
 # Appends "<job id>/<task id>" to $ORDER_LOG.
 RECORD_ORDER = """
@@ -60,21 +43,6 @@ LONG_SLEEP = "python3 -c 'import time; time.sleep(120)'"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def python(script: str) -> str:
-    """A command line running ``script`` with the python3 on the task's PATH (no shell)."""
-    return f"python3 -c {shlex.quote(script)}"
-
-
-def details(error: HttpResponseError) -> dict[str, str]:
-    """The ``values`` of a Batch error body (PropertyName, Reason, ...)."""
-    assert error.error is not None
-    return {d.code: d.message for d in error.error.details}
-
-
-def env(**values: str) -> list[bm.EnvironmentSetting]:
-    return [bm.EnvironmentSetting(name=k, value=v) for k, v in values.items()]
 
 
 def make_pool(client: BatchClient, pool_id: str, *, slots: int) -> None:
@@ -106,24 +74,6 @@ def wait_job_state(client: BatchClient, job_id: str, state: str) -> bm.BatchJob:
 
 def wait_task_state(client: BatchClient, job_id: str, task_id: str, state: str) -> bm.BatchTask:
     return wait_for(lambda: (t := client.get_task(job_id, task_id)).state == state and t)
-
-
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Path:
-    (tmp_path / "gate" / "running").mkdir(parents=True)
-    return tmp_path / "gate"
-
-
-def running(gate: Path) -> set[str]:
-    return {p.name for p in (gate / "running").iterdir()}
 
 
 # ------------------------------------------------------------------- create and get

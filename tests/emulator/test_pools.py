@@ -8,7 +8,6 @@ remove their marker and exit), so the test sees exactly which tasks run at once.
 from __future__ import annotations
 
 import json
-import shlex
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,23 +22,10 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from batchexecutor.emulator import BatchEmulator, _api_pools
 from tests.conftest import wait_for, wait_task_completed
+from tests.emulator.support import GATED, VM_SIZE, details, open_gate, python, running
 
-VM_SIZE = "standard_d2s_v3"
 T = TypeVar("T")
 
-# A task that holds at the gate in $GATE_DIR (exit 3 if the gate never opens).
-GATED = """
-import os, pathlib, sys, time
-gate = pathlib.Path(os.environ["GATE_DIR"])
-me = gate / "running" / os.environ["AZ_BATCH_TASK_ID"]
-me.touch()
-deadline = time.monotonic() + 60
-while not (gate / "open").exists():
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.01)
-me.unlink()
-"""
 
 # A start task that records each run, holds at the gate, then leaves its environment
 # (and working directory) in the node's shared directory for tasks and the test to read.
@@ -74,11 +60,6 @@ sys.exit(0 if seen["AZ_BATCH_NODE_ID"] == os.environ["AZ_BATCH_NODE_ID"] else 2)
 # --------------------------------------------------------------------------- helpers
 
 
-def python(script: str) -> str:
-    """A command line running ``script`` with the python3 on the task's PATH (no shell)."""
-    return f"python3 -c {shlex.quote(script)}"
-
-
 def some(value: T | None) -> T:
     """``value``, which the service must have returned."""
     assert value is not None
@@ -88,11 +69,6 @@ def some(value: T | None) -> T:
 def code(error: HttpResponseError) -> str | None:
     """The Batch error code of a failed request."""
     return some(error.error).code
-
-
-def details(error: HttpResponseError) -> dict[str, str]:
-    """The ``values`` of a Batch error body (PropertyName, Reason, ...)."""
-    return {some(d.code): some(d.message) for d in some(error.error).details}
 
 
 def make_pool(
@@ -143,20 +119,6 @@ def make_job(client: BatchClient, job_id: str, pool_id: str) -> None:
 
 def gate_env(gate: Path) -> list[bm.EnvironmentSetting]:
     return [bm.EnvironmentSetting(name="GATE_DIR", value=str(gate))]
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Path:
-    (tmp_path / "running").mkdir()
-    return tmp_path
-
-
-def running(gate: Path) -> set[str]:
-    return {p.name for p in (gate / "running").iterdir()}
-
-
-def open_gate(gate: Path) -> None:
-    (gate / "open").touch()
 
 
 def add_gated_tasks(

@@ -24,6 +24,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from batchexecutor.emulator import BatchEmulator
 from batchexecutor.emulator._auth import sign, string_to_sign
 from tests.conftest import wait_task_completed
+from tests.emulator.support import python, shell
 from tests.fixtures.azurite import Azurite, BlobContainer
 
 API = "api-version=2025-06-01"
@@ -46,14 +47,6 @@ print("hello stdout")
 print("hello stderr", file=sys.stderr)
 """
 DATA_MTIME = datetime(2020, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
-
-
-def python(script: str) -> str:
-    return f"python3 -c {shlex.quote(script)}"
-
-
-def shell(script: str) -> str:
-    return f"/bin/sh -c {shlex.quote(script)}"
 
 
 def error_code(error: HttpResponseError) -> str | None:

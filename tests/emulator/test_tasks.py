@@ -11,8 +11,6 @@ order they become runnable, so a wrongly released task would have left ``active`
 from __future__ import annotations
 
 import json
-import os
-import shlex
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -26,23 +24,20 @@ from azure.core.rest import HttpRequest
 
 from batchexecutor.emulator import BatchEmulator
 from tests.conftest import wait_for, wait_task_completed
+from tests.emulator.support import (
+    GATED,
+    details,
+    env,
+    make_gate,
+    open_gate,
+    process_alive,
+    python,
+    running,
+)
 
 API_VERSION = "2025-06-01"
 NO_POOL = "no-such-pool"  # a job on a pool that does not exist keeps its tasks active
 
-# Holds at the gate in $GATE_DIR (exits 3 if the gate never opens).
-GATED = """
-import os, pathlib, sys, time
-gate = pathlib.Path(os.environ["GATE_DIR"])
-me = gate / "running" / os.environ["AZ_BATCH_TASK_ID"]
-me.touch()
-deadline = time.monotonic() + 60
-while not (gate / "open").exists():
-    if time.monotonic() > deadline:
-        sys.exit(3)
-    time.sleep(0.01)
-me.unlink()
-"""
 
 # Writes its PID to $PID_FILE, then sleeps (to be killed).
 SLEEPER = """
@@ -64,23 +59,8 @@ sys.exit(0 if runs >= int(os.environ["SUCCEED_ON"]) else 1)
 # --------------------------------------------------------------------------- helpers
 
 
-def python(script: str) -> str:
-    """A command line running ``script`` with the python3 on the task's PATH (no shell)."""
-    return f"python3 -c {shlex.quote(script)}"
-
-
 def exit_with(code: int) -> str:
     return f"/bin/sh -c 'exit {code}'"
-
-
-def details(error: HttpResponseError) -> dict[str, str]:
-    """The ``values`` of a Batch error body (PropertyName, Reason, ...)."""
-    assert error.error is not None
-    return {d.code: d.message for d in error.error.details}
-
-
-def env(**values: str) -> list[bm.EnvironmentSetting]:
-    return [bm.EnvironmentSetting(name=k, value=v) for k, v in values.items()]
 
 
 def make_job(client: BatchClient, job_id: str, pool_id: str, **options: Any) -> None:
@@ -111,38 +91,12 @@ def stdout_of(client: BatchClient, job_id: str, task_id: str) -> bytes:
     return b"".join(client.download_task_file(job_id, task_id, "stdout.txt"))
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def ids_of(tasks: Any) -> set[str]:
     return {t.id for t in tasks}
 
 
 def odata_time(moment: datetime) -> str:
     return "datetime'" + moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") + "'"
-
-
-def make_gate(root: Path, name: str = "gate") -> Path:
-    (root / name / "running").mkdir(parents=True)
-    return root / name
-
-
-@pytest.fixture
-def gate(tmp_path: Path) -> Path:
-    return make_gate(tmp_path)
-
-
-def running(gate: Path) -> set[str]:
-    return {p.name for p in (gate / "running").iterdir()}
-
-
-def open_gate(gate: Path) -> None:
-    (gate / "open").touch()
 
 
 # ------------------------------------------------------------------- create and get
