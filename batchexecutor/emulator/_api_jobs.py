@@ -124,7 +124,7 @@ def routes(service: Service) -> list[Route]:
     def update(request: Request) -> Response:
         job = find(request)
         check_conditions(request, job.wire)
-        _writable(job)
+        writable(job)
         fields = v.read(request.json_object(), v.JOB_UPDATE)
         if request.method == "PUT":
             # Replace: properties not given go back to their defaults.
@@ -183,13 +183,7 @@ def routes(service: Service) -> list[Route]:
                         "terminateReason", given, "Expected a string of at most 64 characters."
                     )
                 reason = given
-        if job.state == "completed":
-            raise conflict("JobCompleted", "The specified job is already in a completed state.")
-        if job.state == "deleting":
-            raise conflict(
-                "JobBeingDeleted",
-                "The specified job has been marked for deletion and is being garbage collected.",
-            )
+        writable(job)
         scheduler.end_job(job, reason)
         return Response(202, None, {"DataServiceId": service.url("jobs", job.id)})
 
@@ -229,24 +223,22 @@ def routes(service: Service) -> list[Route]:
     def prep_status(request: Request) -> Response:
         job = find(request)
         entries: list[tuple[int, Wire]] = []
-        index = 0
         for pool in state.pools.values():
-            for node in sorted(pool.nodes.values(), key=lambda n: n.id):
+            for node in pool.nodes.values():
                 info = node.job_prep.get(job.key)
-                if info is None:
-                    continue
-                entries.append(
-                    (
-                        index,
-                        {
-                            "poolId": pool.id,
-                            "nodeId": node.id,
-                            "nodeUrl": node.wire["url"],
-                            "jobPreparationTaskExecutionInfo": info,
-                        },
+                if info is not None:
+                    entries.append(
+                        (
+                            node.seq,
+                            {
+                                "poolId": pool.id,
+                                "nodeId": node.id,
+                                "nodeUrl": node.wire["url"],
+                                "jobPreparationTaskExecutionInfo": info,
+                            },
+                        )
                     )
-                )
-                index += 1
+        entries.sort(key=lambda entry: entry[0])
         return page(
             service,
             request,
@@ -281,7 +273,8 @@ def routes(service: Service) -> list[Route]:
     ]
 
 
-def _writable(job: Job) -> None:
+def writable(job: Job, *, terminating_ok: bool = True) -> None:
+    """409 for a job that no longer takes changes (and, optionally, a terminating one)."""
     if job.state == "completed":
         raise conflict("JobCompleted", "The specified job is already in a completed state.")
     if job.state == "deleting":
@@ -289,6 +282,8 @@ def _writable(job: Job) -> None:
             "JobBeingDeleted",
             "The specified job has been marked for deletion and is being garbage collected.",
         )
+    if job.state == "terminating" and not terminating_ok:
+        raise conflict("JobBeingTerminated", "The specified job is being terminated.")
 
 
 def _apply_common(wire: Wire, fields: dict[str, Any]) -> None:

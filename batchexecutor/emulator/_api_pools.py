@@ -153,11 +153,11 @@ def routes(service: Service) -> list[Route]:
         return Response(200, None, resource_headers(pool.wire))
 
     def list_(request: Request) -> Response:
-        pools = sorted(state.pools.values(), key=lambda p: p.wire["creationTime"])
+        pools = sorted(state.pools.values(), key=lambda p: p.seq)
         return page(
             service,
             request,
-            ((i, p.wire) for i, p in enumerate(pools)),
+            ((p.seq, p.wire) for p in pools),
             filterable=POOL_FILTERABLE,
             selectable=POOL_SELECTABLE,
         )
@@ -275,11 +275,11 @@ def routes(service: Service) -> list[Route]:
 
     def list_nodes(request: Request) -> Response:
         pool = find(request)
-        nodes = sorted(pool.nodes.values(), key=lambda n: n.id)
+        nodes = sorted(pool.nodes.values(), key=lambda n: n.seq)
         return page(
             service,
             request,
-            ((i, n.wire) for i, n in enumerate(nodes)),
+            ((n.seq, n.wire) for n in nodes),
             filterable=NODE_FILTERABLE,
             selectable=NODE_SELECTABLE,
         )

@@ -11,14 +11,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import _validate as v
-from ._errors import BatchServiceError, conflict, invalid_property, invalid_query, not_found
+from ._api_jobs import writable
+from ._errors import BatchServiceError, conflict, invalid_property, not_found
 from ._http import Request, Response, Route, route
 from ._odata import (
     FILE_FILTERABLE,
     TASK_FILTERABLE,
     TASK_SELECTABLE,
-    ODataError,
-    compile_filter,
 )
 from ._state import Job, Node, Task, Wire, stamp
 from ._wire import UNBOUNDED, check_id, iso, utcnow
@@ -50,17 +49,6 @@ def routes(service: Service) -> list[Route]:
         if task is None:
             raise not_found("Task", task_id)
         return task
-
-    def accepting(job: Job) -> None:
-        if job.state == "completed":
-            raise conflict("JobCompleted", "The specified job is already in a completed state.")
-        if job.state == "terminating":
-            raise conflict("JobBeingTerminated", "The specified job is being terminated.")
-        if job.state == "deleting":
-            raise conflict(
-                "JobBeingDeleted",
-                "The specified job has been marked for deletion and is being garbage collected.",
-            )
 
     def build(
         job: Job, body: Any, batch: dict[str, Wire], named: Collection[str] | None = None
@@ -130,7 +118,7 @@ def routes(service: Service) -> list[Route]:
 
     def create(request: Request) -> Response:
         job = find_job(request)
-        accepting(job)
+        writable(job, terminating_ok=False)
         wire = build(job, request.json_object(), {})
         state.add_task(job, wire)
         state.wake()
@@ -156,7 +144,7 @@ def routes(service: Service) -> list[Route]:
                 f"{len(tasks)} tasks",
                 f"A task collection may hold at most {MAX_TASKS_PER_COLLECTION} tasks.",
             )
-        accepting(job)
+        writable(job, terminating_ok=False)
         results: list[Wire] = []
         accepted: dict[str, Wire] = {}
         position: dict[str, int] = {}
@@ -341,25 +329,12 @@ def routes(service: Service) -> list[Route]:
 
     def list_files(request: Request, where: tuple[Path, str]) -> Response:
         root, base = where
-        recursive = request.params.get("recursive", "false").lower() == "true"
-        text = request.params.get("$filter") or ""
-        try:
-            predicate = compile_filter(text, filterable=FILE_FILTERABLE)
-        except ODataError as error:
-            raise invalid_query("$filter", text, str(error)) from None
-        entries = [_file_entry(path, root, base) for path in _walk(root, recursive)]
-        matching = [e for e in entries if predicate(e)]
-        return page(
-            service, request, enumerate(matching), filterable=FILE_FILTERABLE, selectable=()
-        )
+        entries = (_file_entry(path, root, base) for path in _walk(root, _recursive(request)))
+        return page(service, request, enumerate(entries), filterable=FILE_FILTERABLE, selectable=())
 
     def get_file(request: Request, where: tuple[Path, str]) -> Response:
         root, base = where
-        rel = request.path_params["filePath"].replace("\\", "/")
-        path = (root / rel).resolve()
-        # is_relative_to, not a string prefix: ../<task>2 must not reach a sibling task.
-        if not path.is_relative_to(root.resolve()) or not path.exists():
-            raise not_found("File", rel)
+        rel, path = _file_path(request, root)
         stat = path.stat()
         headers = _file_headers(path, stat, f"{base}/{rel}")
         if path.is_dir():
@@ -391,15 +366,9 @@ def routes(service: Service) -> list[Route]:
         return Response(200, data, headers)
 
     def delete_file(request: Request, where: tuple[Path, str]) -> Response:
-        root, _ = where
-        rel = request.path_params["filePath"].replace("\\", "/")
-        path = (root / rel).resolve()
-        # The task's (or node's) own directory is not a file of it: never delete the root.
-        if path == root.resolve() or not path.is_relative_to(root.resolve()) or not path.exists():
-            raise not_found("File", rel)
-        recursive = request.params.get("recursive", "false").lower() == "true"
+        _, path = _file_path(request, where[0])
         if path.is_dir():
-            if any(path.iterdir()) and not recursive:
+            if any(path.iterdir()) and not _recursive(request):
                 raise conflict(
                     "DirectoryNotEmpty",
                     "The directory is not empty; use recursive=true to delete it.",
@@ -468,6 +437,24 @@ def routes(service: Service) -> list[Route]:
             lambda r: get_file(r, node_root(r)),
         ),
     ]
+
+
+def _file_path(request: Request, root: Path) -> tuple[str, Path]:
+    """The requested file under ``root``; 404 for anything outside it, or the root itself.
+
+    ``is_relative_to``, not a string prefix: ``../<task>2`` must not reach a sibling task,
+    and ``../<task>`` (the task's own directory) is not one of its files.
+    """
+    rel = request.path_params["filePath"].replace("\\", "/")
+    base = root.resolve()
+    path = (root / rel).resolve()
+    if path == base or not path.is_relative_to(base) or not path.exists():
+        raise not_found("File", rel)
+    return rel, path
+
+
+def _recursive(request: Request) -> bool:
+    return request.params.get("recursive", "false").lower() == "true"
 
 
 def _node(service: Service, pool_id: str, node_id: str) -> Node | None:

@@ -179,7 +179,7 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
     import time
 
     for _, body in store.load("pool"):
-        pool = Pool(wire=body["wire"], next_node=body["next"])
+        pool = Pool(wire=body["wire"], seq=body["seq"], next_node=body["next"])
         for entry in body["nodes"]:
             node = Node(
                 pool=pool,
@@ -187,6 +187,7 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
                 root=Path(entry["root"]),
                 slots=entry["slots"],
                 dedicated=entry["dedicated"],
+                seq=entry["seq"],
                 job_prep=entry.get("jobPrep", {}),
             )
             # Processes did not survive: reset what was running on the node.

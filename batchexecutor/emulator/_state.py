@@ -69,6 +69,8 @@ class Node:
     root: Path
     slots: int
     dedicated: bool
+    #: list order and continuation key (stable while a resize removes other nodes)
+    seq: int = field(default_factory=lambda: next(_seq))
     used_slots: int = 0
     running: set[Task] = field(default_factory=set)
     #: job key -> job preparation task execution info (wire) on this node
@@ -94,6 +96,8 @@ class Node:
 @dataclass(eq=False)
 class Pool:
     wire: Wire
+    #: list order and continuation key (stable while other pools come and go)
+    seq: int = field(default_factory=lambda: next(_seq))
     nodes: dict[str, Node] = field(default_factory=dict)
     next_node: int = 0
     #: when a pending resize completes (monotonic seconds)
@@ -248,12 +252,15 @@ class State:
                 "root": str(n.root),
                 "slots": n.slots,
                 "dedicated": n.dedicated,
+                "seq": n.seq,
                 "jobPrep": n.job_prep,
             }
             for n in pool.nodes.values()
         ]
         self.store.put(
-            "pool", pool.key, {"wire": pool.wire, "next": pool.next_node, "nodes": nodes}
+            "pool",
+            pool.key,
+            {"seq": pool.seq, "wire": pool.wire, "next": pool.next_node, "nodes": nodes},
         )
 
     def wake(self) -> None:

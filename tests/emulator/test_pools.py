@@ -314,6 +314,19 @@ def test_missing_vm_size_is_missing_required_property(client: BatchClient) -> No
 # ------------------------------------------------------------------------------ list
 
 
+def test_list_pools_pages_survive_a_deleted_pool(client: BatchClient) -> None:
+    """A continuation token names the last pool served, not a position: deleting a pool
+    already served must not make the next page skip one."""
+    ids = ["p-a", "p-b", "p-c", "p-d"]
+    for pool_id in ids:
+        client.create_pool(bm.BatchPoolCreateOptions(id=pool_id, vm_size=VM_SIZE))
+    pages = client.list_pools(max_results=1).by_page()
+    seen = [pool.id for pool in next(pages)]
+    client.begin_delete_pool(seen[0], polling_interval=0).result()
+    seen += [pool.id for page in pages for pool in page]
+    assert seen == ids
+
+
 def test_list_pools_filter_and_select(client: BatchClient) -> None:
     for pool_id in ("alpha", "beta"):
         make_pool(client, pool_id, wait=False)
