@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,9 @@ class Scheduler:
             target=self._loop, name="batch-emulator-scheduler", daemon=True
         )
         self._workers: set[threading.Thread] = set()
-        self._processes: set[subprocess.Popen[bytes]] = set()
+        self._running: set[_Running] = set()
+        #: attempts assigned to a node and not yet picked up by a runner thread
+        self._launched: deque[tuple[Task, Node, int]] = deque()
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -85,8 +88,8 @@ class Scheduler:
     def stop(self) -> None:
         with self.state.lock:
             self._stopping = True
-            for proc in list(self._processes):
-                _kill(proc)
+            for run in list(self._running):
+                _kill(run.proc)
             self.state.wake()
         self._thread.join()
         for worker in list(self._workers):
@@ -97,20 +100,23 @@ class Scheduler:
         with state.lock:
             while not self._stopping:
                 self.tick()
-                # Sleep until the next change, tick, or pending resize, whichever is first.
+                # Sleep until the next change, tick, pending resize or process deadline.
                 due = [p.resize_due for p in state.pools.values() if p.resize_due is not None]
+                due += [d for run in self._running for d in run.deadlines()]
                 wait = min([TICK, *(d - time.monotonic() for d in due)])
                 state.changed.wait(max(wait, 0.001))
 
     def tick(self) -> None:
         """One scheduling pass; the caller holds the state lock."""
         now = time.monotonic()
+        self._police(now)
         for pool in list(self.state.pools.values()):
             if pool.resize_due is not None and pool.resize_due <= now:
                 self._reconcile(pool)
         for job in list(self.state.jobs.values()):
             self._advance_job(job)
         self._assign()
+        self._dispatch()
 
     # -- pools and nodes ---------------------------------------------------------------
 
@@ -381,9 +387,29 @@ class Scheduler:
         }
         self.state.move_task(task, "preparing", now)
         self.state.save_task(task)
-        self._spawn(self._run_task, task, node, task.attempt)
+        self._launched.append((task, node, task.attempt))
 
     # -- running tasks ---------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start a runner thread for every launched attempt (caller holds the lock)."""
+        while self._launched:
+            self._spawn(self._runner, self._launched.popleft())
+
+    def _runner(self, item: tuple[Task, Node, int] | None) -> None:
+        """Run attempts until none is left for this thread.
+
+        A runner whose task just ended assigns the freed slot itself and runs the next
+        attempt in the same thread: no hand-off to the scheduler thread, no new thread.
+        """
+        while item is not None:
+            self._run_task(*item)
+            with self.state.lock:
+                if self._stopping:
+                    return
+                self._assign()
+                item = self._launched.popleft() if self._launched else None
+                self._dispatch()
 
     def _run_task(self, task: Task, node: Node, attempt: int) -> None:
         job = task.job
@@ -649,52 +675,43 @@ class Scheduler:
                 failure=_user_error("CommandLineParseError", "empty command line"),
                 failure_kind="preprocessing",
             )
+        with self.state.lock:
+            if stop():  # ended before its process started (e.g. while preparing)
+                return Outcome(failure=_user_error("TaskEnded", "Task Was Ended by User Request"))
         with open(task_dir / "stdout.txt", "wb") as out, open(task_dir / "stderr.txt", "wb") as err:
-            with self.state.lock:
-                if stop():  # ended before its process started (e.g. while preparing)
-                    return Outcome(
-                        failure=_user_error("TaskEnded", "Task Was Ended by User Request")
-                    )
-                try:
-                    proc = subprocess.Popen(
-                        argv,
-                        cwd=working_dir,
-                        env=env,
-                        stdout=out,
-                        stderr=err,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                except OSError as error:
-                    return Outcome(
-                        failure=_user_error("CommandProgramNotFound", str(error)),
-                        failure_kind="preprocessing",
-                    )
-                self._processes.add(proc)
-            deadline = time.monotonic() + wall_clock if wall_clock is not None else None
-            reason: str | None = None
             try:
-                while True:
-                    try:
-                        proc.wait(timeout=0.02)
-                        break
-                    except subprocess.TimeoutExpired:
-                        pass
-                    now = time.monotonic()
-                    if stop():
-                        reason = None  # the caller knows why it stopped this attempt
-                    elif deadline is not None and now >= deadline:
-                        reason = "walltime"
-                    elif preempt_at is not None and now >= preempt_at:
-                        reason = "preempt"
-                    else:
-                        continue
-                    _kill(proc)
-                    proc.wait()
-                    break
-            finally:
-                with self.state.lock:
-                    self._processes.discard(proc)
+                # Outside the state lock: process starts must not queue behind each other.
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=working_dir,
+                    env=env,
+                    stdout=out,
+                    stderr=err,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            except OSError as error:
+                return Outcome(
+                    failure=_user_error("CommandProgramNotFound", str(error)),
+                    failure_kind="preprocessing",
+                )
+        now = time.monotonic()
+        run = _Running(
+            proc,
+            stop,
+            now + wall_clock if wall_clock is not None else None,
+            preempt_at,
+        )
+        with self.state.lock:
+            self._running.add(run)
+            if run.deadlines() or stop() or self._stopping:
+                self.state.wake()  # the watchdog (tick) must see it now
+        try:
+            proc.wait()  # blocks; the watchdog kills the process group when it must stop
+        finally:
+            with self.state.lock:
+                self._running.discard(run)
+        reason = run.killed_for
         code = proc.returncode
         exit_code = (
             _KILL_EXIT_CODE if code == -signal.SIGKILL else (128 - code if code < 0 else code)
@@ -729,8 +746,23 @@ class Scheduler:
         return outcome
 
     def _signal(self, task: Task) -> None:
-        """Ask a task's attempt to stop; its runner thread notices within ~20 ms."""
+        """Ask a task's attempt to stop: the next tick's watchdog kills its process."""
         self.state.wake()
+
+    def _police(self, now: float) -> None:
+        """Kill processes whose attempt must end: stop requested, wall clock, preemption."""
+        for run in self._running:
+            if run.killed_for is not None or run.proc.returncode is not None:
+                continue
+            if run.stop() or self._stopping:
+                run.killed_for = "stop"
+            elif run.wall_clock_due is not None and now >= run.wall_clock_due:
+                run.killed_for = "walltime"
+            elif run.preempt_due is not None and now >= run.preempt_due:
+                run.killed_for = "preempt"
+            else:
+                continue
+            _kill(run.proc)
 
     def _spawn(self, target: Any, *args: Any) -> None:
         def run() -> None:
@@ -742,6 +774,22 @@ class Scheduler:
         thread = threading.Thread(target=run, name="batch-emulator-worker", daemon=True)
         self._workers.add(thread)
         thread.start()
+
+
+@dataclass(eq=False)
+class _Running:
+    """A process in flight, watched by the scheduler thread."""
+
+    proc: subprocess.Popen[bytes]
+    stop: Any
+    wall_clock_due: float | None
+    preempt_due: float | None
+    killed_for: str | None = None  # "stop", "walltime" or "preempt"
+
+    def deadlines(self) -> list[float]:
+        if self.killed_for is not None:
+            return []
+        return [d for d in (self.wall_clock_due, self.preempt_due) if d is not None]
 
 
 @dataclass
@@ -783,6 +831,8 @@ def _user_error(code: str, message: str, details: list[tuple[str, str]] | None =
 
 def _kill(proc: subprocess.Popen[bytes]) -> None:
     """Kill the task's whole process group (its shell and everything it started)."""
+    if proc.returncode is not None:
+        return  # reaped: its process group ID may already belong to someone else
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(ProcessLookupError):
