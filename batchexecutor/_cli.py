@@ -22,9 +22,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     emulator = commands.add_parser(
         "emulator",
-        help="run the local Azure Batch emulator in the foreground",
-        description="Run a local Azure Batch service on 127.0.0.1. Point azure.batch."
-        "BatchClient at the printed endpoint with the printed account name and key.",
+        help="run the local Azure Batch emulator, or manage the local daemon",
+        description="run (default): serve a local Azure Batch service on 127.0.0.1 in the "
+        "foreground; point azure.batch.BatchClient at the printed endpoint with the printed "
+        "account name and key. start / status / stop: the background daemon that local mode "
+        "(AzureBatchExecutor.local) shares between processes, one per home directory "
+        "($BATCHEXECUTOR_HOME or a per-user cache directory).",
+    )
+    emulator.add_argument(
+        "action",
+        nargs="?",
+        default="run",
+        choices=("run", "start", "status", "stop", "serve"),
+        help="run (default), start, status or stop",
+    )
+    emulator.add_argument(
+        "--home-dir",
+        default=None,
+        metavar="DIR",
+        help="the local home for start/status/stop (default: $BATCHEXECUTOR_HOME or the "
+        "per-user cache directory)",
     )
     emulator.add_argument("--port", type=int, default=0, help="port to listen on (default: any)")
     emulator.add_argument(
@@ -84,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    if args.action != "run":
+        return _daemon_action(args)
     from .emulator import BatchEmulator, FaultPlan
 
     try:
@@ -127,3 +146,36 @@ def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     return int(run_demo(tasks=args.tasks))
+
+
+def _daemon_action(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._config import default_home
+    from ._daemon import DaemonError, daemon_dir, ensure_daemon, running_daemon, serve, stop_daemon
+
+    home = Path(args.home_dir).expanduser() if args.home_dir else default_home()
+    if args.action == "serve":  # internal: the daemon process itself (--home-dir is its folder)
+        return serve(home, args.max_processes)
+    if args.action == "stop":
+        stopped = stop_daemon(home)
+        print("stopped the local emulator" if stopped else "no local emulator was running")
+        return 0
+    if args.action == "status":
+        info = running_daemon(home)
+        if info is None:
+            print(f"no local emulator is running for {home}")
+            return 1
+        print(
+            f"local emulator running at {info.endpoint} (pid {info.pid}, data in {info.data_dir})"
+        )
+        return 0
+    try:
+        info = ensure_daemon(home, max_processes=args.max_processes)
+    except DaemonError as error:
+        print(f"batchexecutor emulator start: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"local emulator running at {info.endpoint} (pid {info.pid}, state in {daemon_dir(home)})"
+    )
+    return 0
