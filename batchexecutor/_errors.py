@@ -1,0 +1,237 @@
+"""The exceptions batchexecutor raises, in one tree::
+
+    BatchExecutorError               base of everything below
+    ├── SerializationError           an object cannot be pickled or unpickled (what, why)
+    │   ├── VersionMismatchError     written by other python/cloudpickle/batchexecutor versions
+    │   └── CorruptObjectError       a stored object is truncated or garbled
+    ├── RemoteError                  an exception raised on a node: its type name, message
+    │                                and traceback text, the item index and the task ID;
+    │                                the ``__cause__`` of the exception re-raised locally
+    ├── TaskFailedError              a task ended without an outcome (exit code, failure
+    │                                information, the tail of its stderr)
+    └── StorageError                 the store failed (access denied, unreachable, ...)
+        ├── ObjectNotFoundError      a stored object does not exist
+        └── ObjectExistsError        a create-only write found the object already there
+
+Every exception pickles with its message and attributes (they travel from nodes to the
+client inside outcome objects), including subclasses whose ``__init__`` takes keyword-only
+arguments, which plain ``BaseException`` pickling cannot rebuild.
+
+Messages never contain secrets: stores describe objects by name and errors by
+:func:`batchexecutor._retry.describe`, which masks SAS signatures and keys; text that
+comes from a node (failure information, stderr) is masked here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+__all__ = [
+    "BatchExecutorError",
+    "CorruptObjectError",
+    "ObjectExistsError",
+    "ObjectNotFoundError",
+    "RemoteError",
+    "SerializationError",
+    "StorageError",
+    "TaskFailedError",
+    "VersionMismatchError",
+]
+
+
+def _rebuild(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    # BaseException.__new__ sets ``args`` without running the subclass's __init__, whose
+    # signature differs from ``args``; the attributes come back from ``state``.
+    error = cls.__new__(cls, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class BatchExecutorError(Exception):
+    """Base class of batchexecutor's exceptions."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, dict(self.__dict__)))
+
+
+# --------------------------------------------------------------------------- serialization
+
+
+class SerializationError(BatchExecutorError):
+    """``what`` could not be pickled (``action="pickle"``) or unpickled, because ``reason``.
+
+    Raised in the caller for an unpicklable callable, argument or result, and for a
+    stored object that cannot be loaded.
+    """
+
+    def __init__(
+        self, what: str, reason: str, *, action: Literal["pickle", "unpickle"] = "pickle"
+    ) -> None:
+        self.what = what
+        self.reason = reason
+        self.action = action
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        return f"cannot {self.action} {self.what}: {self.reason}"
+
+
+class VersionMismatchError(SerializationError):
+    """``what`` was written by other versions than the reader's.
+
+    ``writer`` and ``reader`` map ``python`` (major.minor), ``cloudpickle`` and
+    ``batchexecutor`` (or ``format``, the envelope's format number) to versions.
+    cloudpickle payloads load only under the Python minor version and cloudpickle version
+    that wrote them, so any difference is an error rather than a garbled unpickling.
+    """
+
+    def __init__(self, what: str, *, writer: Mapping[str, str], reader: Mapping[str, str]) -> None:
+        self.writer = dict(writer)
+        self.reader = dict(reader)
+        differing = [key for key in reader if writer.get(key) != reader[key]]
+        self.differing = differing
+        super().__init__(what, ", ".join(differing) or "versions differ", action="unpickle")
+
+    def _message(self) -> str:
+        def show(versions: Mapping[str, str]) -> str:
+            return ", ".join(f"{key} {versions.get(key, '?')}" for key in self.reader)
+
+        return (
+            f"cannot unpickle {self.what}: it was written by {show(self.writer)} but is read "
+            f"by {show(self.reader)} ({self.reason} differ); install the same Python "
+            "minor version, cloudpickle and batchexecutor on the client and on the pool's "
+            "nodes (e.g. in the pool's start task)"
+        )
+
+
+class CorruptObjectError(SerializationError):
+    """The stored object ``what`` is truncated or garbled (``reason`` says how)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(what, reason, action="unpickle")
+
+    def _message(self) -> str:
+        return f"{self.what} is corrupt: {self.reason}"
+
+
+# --------------------------------------------------------------------------- remote failures
+
+
+class RemoteError(BatchExecutorError):
+    """An exception raised on a node, as text: it survives any pickling trouble.
+
+    ``type_name`` is the remote exception's qualified class name, ``message`` its
+    ``str()``, ``traceback`` the formatted traceback; ``item`` is the item's index in the
+    job (``None`` when the failure concerns no single item) and ``task_id`` the Batch
+    task it ran in (``None`` outside Batch). ``unpicklable`` is set when the exception
+    itself could not be carried over, and says why; this error then stands in for it.
+
+    Like ``concurrent.futures.process._RemoteTraceback`` it becomes the ``__cause__`` of
+    the exception re-raised locally, so the remote traceback prints with it.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        message: str,
+        traceback: str,
+        *,
+        item: int | None = None,
+        task_id: str | None = None,
+        unpicklable: str | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+        self.item = item
+        self.task_id = task_id
+        self.unpicklable = unpicklable
+        where = []
+        if item is not None:
+            where.append(f"item {item}")
+        if task_id is not None:
+            where.append(f"task {task_id!r}")
+        head = f"{type_name} raised remotely" + (f" by {' in '.join(where)}" if where else "")
+        if unpicklable is not None:
+            head += f" (the exception itself could not be carried over: {unpicklable})"
+        super().__init__(f'{head}\n"""\n{traceback.rstrip()}\n"""')
+
+
+class TaskFailedError(BatchExecutorError):
+    """A task ended without an outcome: killed, out of memory, ``os._exit``, timed out.
+
+    ``exit_code``, ``failure_info`` (Batch's failure category, code and message) and
+    ``stderr_tail`` (the last lines of its stderr) say what is known; ``chunk`` is the
+    chunk the task ran, ``reason`` a short explanation when the cause is known.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str | None = None,
+        task_id: str | None = None,
+        chunk: int | None = None,
+        exit_code: int | None = None,
+        failure_info: str | None = None,
+        stderr_tail: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        if failure_info or stderr_tail:
+            # Node output may echo a command line or environment, so mask secrets in it.
+            # Imported here: _retry pulls in azure-core, which a node's worker must not
+            # need for a local store (and never gets here without such text).
+            from ._retry import redact
+
+            failure_info = redact(failure_info) if failure_info else failure_info
+            stderr_tail = redact(stderr_tail) if stderr_tail else stderr_tail
+        self.job_id = job_id
+        self.task_id = task_id
+        self.chunk = chunk
+        self.exit_code = exit_code
+        self.failure_info = failure_info
+        self.stderr_tail = stderr_tail
+        self.reason = reason
+        if task_id is not None:
+            subject = f"task {task_id!r}" + (f" (chunk {chunk})" if chunk is not None else "")
+        else:
+            subject = f"the task of chunk {chunk}" if chunk is not None else "a task"
+        if job_id is not None:
+            subject += f" of job {job_id!r}"
+        parts = [f"{subject} ended without an outcome"]
+        if reason:
+            parts[0] += f" ({reason})"
+        if exit_code is not None:
+            parts.append(f"exit code {exit_code}")
+        if failure_info:
+            parts.append(f"failure: {failure_info}")
+        message = "; ".join(parts)
+        if stderr_tail:
+            message += "\nstderr (last lines):\n" + _indent(stderr_tail.rstrip())
+        super().__init__(message)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class StorageError(BatchExecutorError):
+    """A store operation failed. ``name`` is the stored object concerned, if any.
+
+    The message describes the object by name and the failure without secrets.
+    """
+
+    def __init__(self, message: str, *, name: str | None = None) -> None:
+        self.name = name
+        super().__init__(message)
+
+
+class ObjectNotFoundError(StorageError):
+    """The stored object ``name`` does not exist."""
+
+
+class ObjectExistsError(StorageError):
+    """A write with ``overwrite=False`` found ``name`` already stored."""
