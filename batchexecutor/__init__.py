@@ -1,8 +1,84 @@
 """batchexecutor: concurrent.futures on Azure Batch.
 
-The local Azure Batch emulator lives in :mod:`batchexecutor.emulator`.
+The public API is exactly ``__all__``; everything else lives in private modules. Names
+are imported on first use, so a node's worker (``python -m batchexecutor.worker``) does
+not load the Azure SDK it may not need. The local Azure Batch emulator lives in
+:mod:`batchexecutor.emulator`.
 """
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from ._config import BatchConfig, ConfigurationError
+    from ._errors import (
+        BatchExecutorError,
+        CorruptObjectError,
+        ObjectExistsError,
+        ObjectNotFoundError,
+        RemoteError,
+        SerializationError,
+        StorageError,
+        TaskFailedError,
+        VersionMismatchError,
+    )
+    from ._executor import AzureBatchExecutor
+    from ._future import JobFuture
+    from ._jobs import JobExistsError
+
+__all__ = [
+    "AzureBatchExecutor",
+    "BatchConfig",
+    "BatchExecutorError",
+    "ConfigurationError",
+    "CorruptObjectError",
+    "JobExistsError",
+    "JobFuture",
+    "ObjectExistsError",
+    "ObjectNotFoundError",
+    "RemoteError",
+    "SerializationError",
+    "StorageError",
+    "TaskFailedError",
+    "VersionMismatchError",
+    "__version__",
+]
+
+_HOMES = {
+    "AzureBatchExecutor": "._executor",
+    "BatchConfig": "._config",
+    "ConfigurationError": "._config",
+    "JobFuture": "._future",
+    "JobExistsError": "._jobs",
+    **{
+        name: "._errors"
+        for name in (
+            "BatchExecutorError",
+            "CorruptObjectError",
+            "ObjectExistsError",
+            "ObjectNotFoundError",
+            "RemoteError",
+            "SerializationError",
+            "StorageError",
+            "TaskFailedError",
+            "VersionMismatchError",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'batchexecutor' has no attribute {name!r}")
+    value = getattr(import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

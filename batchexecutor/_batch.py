@@ -58,6 +58,7 @@ __all__ = [
     "add_tasks",
     "completed_filter",
     "completed_tasks_since",
+    "delete_job",
     "pool_exists",
     "serialized_size",
     "set_terminate_on_completion",
@@ -687,3 +688,22 @@ def pool_exists(client: BatchClient, pool_id: str, *, deadline: float = DEFAULT_
     return call(
         f"check whether pool {pool_id!r} exists", _pool_exists, client, pool_id, deadline=deadline
     )
+
+
+def _delete_job(client: BatchClient, job_id: str) -> bool:
+    try:
+        client._delete_job_internal(job_id)
+    except ResourceNotFoundError as error:
+        if error_code(error) == "JobNotFound":
+            return False
+        raise
+    return True
+
+
+def delete_job(client: BatchClient, job_id: str, *, deadline: float = DEFAULT_DEADLINE) -> bool:
+    """Ask Batch to delete the job (one request); ``False`` if there is no such job.
+
+    ``begin_delete_job`` in azure-batch 15.1 polls ``get_job`` every 5 s until the job is
+    gone; the deletion itself proceeds on the service without anyone waiting for it.
+    """
+    return call(f"delete job {job_id!r}", _delete_job, client, job_id, deadline=deadline)

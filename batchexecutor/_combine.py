@@ -60,7 +60,7 @@ from ._serialize import (
 )
 from ._storage import Store
 
-__all__ = ["MODES", "CombineSummary", "Mode", "combine"]
+__all__ = ["MODES", "CombineSummary", "Mode", "combine", "merge"]
 
 Mode = Literal["raise", "skip", "return"]
 MODES: Final[tuple[str, ...]] = get_args(Mode)
@@ -110,7 +110,7 @@ def combine(
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     summary = CombineSummary()
-    merged = _merge(store, job_id, chunks, mode, summary)
+    merged = merge(store, job_id, chunks, mode, summary)
     info = {"kind": "result", "job": job_id, "chunks": chunks, "mode": mode, "reduced": reduce}
     with closing(merged), store.writer(_names.result(job_id)) as file:
         writer = RecordWriter(file, info=info)
@@ -127,13 +127,25 @@ def combine(
 # --------------------------------------------------------------------------- merging
 
 
-def _merge(
-    store: Store, job_id: str, chunks: int, mode: Mode, summary: CombineSummary
+def merge(
+    store: Store,
+    job_id: str,
+    chunks: int,
+    mode: Mode,
+    summary: CombineSummary,
+    *,
+    missing: Callable[[int], BaseException] | None = None,
+    first: int = 0,
 ) -> Generator[Record, None, None]:
-    """The records of every chunk in order, with the error mode applied."""
+    """The records of chunks ``first .. chunks - 1`` in order, with the error mode applied.
+
+    ``missing(chunk)`` is the error standing for the items of a chunk whose outcome is
+    not stored (default: a :class:`TaskFailedError` naming the chunk). The client reads
+    jobs without a combined result through this very function.
+    """
     last = NO_ITEM
-    for chunk in range(chunks):
-        for record in _chunk_records(store, job_id, chunk, last, summary):
+    for chunk in range(first, chunks):
+        for record in _chunk_records(store, job_id, chunk, last, summary, missing):
             if record.item != NO_ITEM:
                 last = record.item
             summary.items += 1
@@ -152,7 +164,12 @@ def _merge(
 
 
 def _chunk_records(
-    store: Store, job_id: str, chunk: int, after: int, summary: CombineSummary
+    store: Store,
+    job_id: str,
+    chunk: int,
+    after: int,
+    summary: CombineSummary,
+    missing: Callable[[int], BaseException] | None,
 ) -> Iterator[Record]:
     """Chunk ``chunk``'s records; error records for the items it lost, if it is broken."""
     name = _names.chunk_outcome(job_id, chunk)
@@ -177,8 +194,12 @@ def _chunk_records(
                 yield record
         return
     except ObjectNotFoundError:
-        problem = TaskFailedError(
-            job_id=job_id, chunk=chunk, reason="no outcome object is in the store"
+        problem = (
+            missing(chunk)
+            if missing is not None
+            else TaskFailedError(
+                job_id=job_id, chunk=chunk, reason="no outcome object is in the store"
+            )
         )
     except (CorruptObjectError, VersionMismatchError) as error:
         problem = error

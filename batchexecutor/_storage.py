@@ -389,6 +389,14 @@ class BlobStore(Store):
         except (AzureError, OSError) as error:
             raise StorageError(f"cannot {action} {subject}: {describe(error)}", name=name) from None
 
+    def ensure_container(self) -> bool:
+        """Create the container if it does not exist (one request); whether it was created."""
+        try:
+            self._call("create the container", None, self.container.create_container)
+        except ObjectExistsError:
+            return False
+        return True
+
     # -- writes ---------------------------------------------------------------------------
 
     def put(self, name: str, data: bytes, *, overwrite: bool = True) -> None:

@@ -1,0 +1,432 @@
+"""The ``map`` path: one Batch job per call, chunk tasks, the combine task, results.
+
+::
+
+    map_async(fn, *iterables)            (in the caller: pickling errors raised there)
+      1. pickle fn (and reduce) ─► J/function, J/reduce
+      2. create job J (onAllTasksComplete=noaction, metadata: submitted=partial)
+      3. for each window of up to 1,000 chunks of `chunksize` items:
+            one input pack J/packs/P (the chunks' record streams back to back)
+            add-collection requests of <= 100 chunk tasks
+      4. the combine task, depending on chunks 0..n-1 by one taskIdRange
+      5. J/manifest.json; one job update: metadata submitted=complete, terminatejob
+    poller ─ completed tasks ─► MapJob.on_completed ─► chunk states; when the combine
+                                (or, without it, the last chunk) completes, the whole-job
+                                JobFuture is resolved on a resolver thread
+    map() iterates: chunk k's outcome as soon as chunk k completes, until the combined
+    result exists, then the rest from it (one read instead of one per chunk)
+
+Memory in the client stays at one window of inputs while submitting, and at one record
+while iterating; a chunk's state is one byte.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import TimeoutError as FuturesTimeout
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from . import _names
+from ._batch import CompletedTask, add_tasks, delete_job, terminate_job
+from ._combine import Mode
+from ._errors import BatchExecutorError, ObjectNotFoundError
+from ._future import JobFuture
+from ._jobs import COMBINE_TASK, chunk_task, combine_task, create_job, finish_submission
+from ._poller import Watch
+from ._results import chunk_records, combined_records, task_failure, values
+from ._retry import describe
+from ._serialize import NO_ITEM, Record, RecordWriter, dumps
+from ._submitter import settle
+
+if TYPE_CHECKING:
+    from ._context import Context
+
+__all__ = ["MapJob", "start_map"]
+
+log = logging.getLogger("batchexecutor")
+
+#: Chunks per input pack, and per round of add-collection requests.
+PACK_CHUNKS = 1000
+#: Bytes per input pack (a chunk larger than this gets a pack of its own).
+PACK_BYTES = 16 << 20
+
+_PENDING, _DONE = 0, 1
+
+
+def _name(fn: object) -> str:
+    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    module = getattr(fn, "__module__", None)
+    text = name if isinstance(name, str) else type(fn).__name__
+    return f"{module}.{text}" if isinstance(module, str) else text
+
+
+class MapJob(Watch):
+    """A ``map`` job followed by the poller, and what its readers wait on."""
+
+    def __init__(
+        self,
+        context: Context,
+        job_id: str,
+        *,
+        chunksize: int,
+        combine: bool,
+        reduce: bool,
+        mode: Mode,
+        future: JobFuture[Any] | None,
+    ) -> None:
+        super().__init__(job_id)
+        self.context = context
+        self.chunksize = chunksize
+        self.combine = combine
+        self.reduce = reduce
+        self.mode = mode
+        self.future = future  # the whole-job future, until it is resolved
+        self.whole = future
+        self.cond = threading.Condition()
+        self.chunks: int | None = None  # known once every task is added
+        self.items: int | None = None
+        self.states = bytearray()  # one byte per chunk: _PENDING or _DONE
+        self.done_chunks = 0
+        self.failed: dict[int, CompletedTask] = {}  # chunk tasks that did not succeed
+        self.combined: CompletedTask | None = None
+        self.error: BaseException | None = None
+        self.discarded = False
+
+    # -- state ---------------------------------------------------------------------------
+
+    @property
+    def complete(self) -> bool:
+        """Every task has completed (the combine task, if there is one, included)."""
+        if self.chunks is None:
+            return False
+        if self.combine:
+            return self.combined is not None
+        return self.done_chunks >= self.chunks
+
+    @property
+    def finished(self) -> bool:
+        with self.cond:
+            return self.discarded or self.error is not None or self.complete
+
+    def on_completed(self, tasks: Sequence[CompletedTask]) -> None:
+        with self.cond:
+            for task in tasks:
+                if task.id == COMBINE_TASK:
+                    self.combined = task
+                    continue
+                chunk = int(task.id)
+                if chunk >= len(self.states):
+                    self.states.extend(bytes(chunk + 1 - len(self.states)))
+                if self.states[chunk] == _PENDING:
+                    self.states[chunk] = _DONE
+                    self.done_chunks += 1
+                if task.succeeded:
+                    self.failed.pop(chunk, None)
+                else:
+                    self.failed[chunk] = task
+            self._settled()
+
+    def on_lost(self, error: BaseException) -> None:
+        with self.cond:
+            if self.complete or self.discarded:
+                return
+            self.error = BatchExecutorError(
+                f"job {self.job_id!r} can no longer be followed: {describe(error)}"
+            )
+            self.cond.notify_all()
+        if self.future is not None:
+            settle(self.future, False, self.error)
+
+    def fail(self, error: BaseException) -> None:
+        """Submission failed: readers get ``error``."""
+        with self.cond:
+            self.error = error
+            self.cond.notify_all()
+
+    def _settled(self) -> None:
+        """Under ``cond``: wake readers; resolve the whole-job future once complete."""
+        self.cond.notify_all()
+        if self.complete and self.future is not None and not self.future.done():
+            future, self.future = self.future, None
+            self.context.resolver.submit(self._resolve, future)
+
+    def submitted(self, chunks: int, items: int) -> None:
+        with self.cond:
+            self.chunks, self.items = chunks, items
+            self._settled()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def missing(self, chunk: int) -> BaseException:
+        """The error for the items of a chunk whose task stored no outcome."""
+        task = self.failed.get(chunk)
+        if task is None:
+            return BatchExecutorError(f"chunk {chunk} of job {self.job_id!r} has no stored outcome")
+        return task_failure(
+            self.context.client, self.job_id, task, chunk=chunk, deadline=self.context.deadline
+        )
+
+    def records(self, first_chunk: int = 0) -> Iterator[Record]:
+        """Records from chunk ``first_chunk`` on: from the combined result if it was stored,
+        else from the chunk outcomes. Only for a complete job."""
+        assert self.chunks is not None
+        store = self.context.store
+        if self.combine:
+            stream = combined_records(store, self.job_id)
+            try:
+                first = next(stream, None)
+            except ObjectNotFoundError:
+                if self.reduce:  # nothing to fall back on: the fold happens in the combine
+                    raise self._combine_failure() from None
+            else:
+                threshold = first_chunk * self.chunksize
+                if first is not None:
+                    stream = itertools.chain([first], stream)
+                for record in stream:
+                    if record.item == NO_ITEM or record.item >= threshold:
+                        yield record
+                return
+        yield from chunk_records(
+            store, self.job_id, self.chunks, self.mode, missing=self.missing, first=first_chunk
+        )
+
+    def _combine_failure(self) -> BaseException:
+        assert self.combined is not None
+        return task_failure(
+            self.context.client,
+            self.job_id,
+            self.combined,
+            deadline=self.context.deadline,
+            reason="the combine task stored no result",
+        )
+
+    def _resolve(self, future: JobFuture[Any]) -> None:
+        what = f"the result of job {self.job_id!r}"
+        try:
+            if self.reduce:
+                outcome = list(values(self.records(), what=what, mode="raise"))
+                ok, value = True, outcome[0] if outcome else None
+            else:
+                ok, value = True, list(values(self.records(), what=what, mode=self.mode))
+        except Exception as error:
+            ok, value = False, error
+        settle(future, ok, value)
+
+    def iterate(self, deadline: float | None) -> Iterator[Any]:
+        """``map()``'s results in order, as their chunks complete (see the module docstring)."""
+        chunk = 0
+        what = f"the outcomes of job {self.job_id!r}"
+        while True:
+            with self.cond:
+                while True:
+                    if self.error is not None:
+                        raise self.error
+                    if self.chunks is not None and chunk >= self.chunks:
+                        return
+                    if self.complete or (chunk < len(self.states) and self.states[chunk]):
+                        break
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise FuturesTimeout()
+                    self.cond.wait(left)
+                complete = self.complete
+            if complete:
+                yield from values(self.records(chunk), what=what, mode=self.mode)
+                return
+            yield from values(
+                chunk_records(
+                    self.context.store,
+                    self.job_id,
+                    chunk + 1,
+                    self.mode,
+                    missing=self.missing,
+                    first=chunk,
+                ),
+                what=what,
+                mode=self.mode,
+            )
+            chunk += 1
+
+    # -- cancelling and cleaning up ------------------------------------------------------
+
+    def cancel(self, future: JobFuture[Any]) -> bool:
+        """The whole-job future's canceller: terminate the job unless it is complete."""
+        with self.cond:
+            if self.complete:
+                return False
+        try:
+            terminate_job(
+                self.context.client, self.job_id, "cancelled", deadline=self.context.deadline
+            )
+        except Exception as error:
+            log.warning("batchexecutor: cannot cancel job %s: %s", self.job_id, describe(error))
+            return False
+        with self.cond:
+            self.discarded = True
+            self.future = None
+            self.cond.notify_all()
+        return True
+
+    def discard(self) -> None:
+        """``map()`` is done with the job: stop it if needed, delete it and its data."""
+        with self.cond:
+            self.discarded = True
+            complete = self.complete
+            self.cond.notify_all()
+        context = self.context
+
+        def clean() -> None:
+            try:
+                if not complete:
+                    terminate_job(
+                        context.client, self.job_id, "abandoned", deadline=context.deadline
+                    )
+                delete_job(context.client, self.job_id, deadline=context.deadline)
+                context.store.delete_prefix(_names.job_prefix(self.job_id))
+            except Exception as error:
+                log.warning(
+                    "batchexecutor: job %s not cleaned up: %s", self.job_id, describe(error)
+                )
+
+        context.background(clean)
+
+
+def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    while True:
+        chunk = list(islice(items, size))
+        if not chunk:
+            return
+        yield chunk
+
+
+def start_map(
+    context: Context,
+    fn: Callable[..., Any],
+    iterables: Sequence[Iterable[Any]],
+    *,
+    job_id: str,
+    chunksize: int,
+    combine: bool,
+    reduce: Callable[[Any, Any], Any] | None,
+    mode: Mode,
+    future: JobFuture[Any] | None,
+) -> MapJob:
+    """Submit the job (see the module docstring) and return its watch."""
+    fields: dict[str, Any] = {
+        "kind": "map",
+        "function": _name(fn),
+        "chunksize": chunksize,
+        "combine": combine,
+        "reduce": None if reduce is None else _name(reduce),
+        "errors": mode,
+        "submitted": "partial",
+    }
+    function_blob = dumps(fn, what=f"the function {_name(fn)} of a map", info={"job": job_id})
+    reduce_blob = (
+        None
+        if reduce is None
+        else dumps(reduce, what=f"the reduce function {_name(reduce)}", info={"job": job_id})
+    )
+    client, store, deadline = context.client, context.store, context.deadline
+    create_job(
+        client,
+        job_id,
+        pool_id=context.pool_id,
+        environment=context.node_environment(job_id),
+        fields=fields,
+        max_parallel_tasks=context.max_workers,
+        dependencies=combine,
+        deadline=deadline,
+    )
+    job = MapJob(
+        context,
+        job_id,
+        chunksize=chunksize,
+        combine=combine,
+        reduce=reduce is not None,
+        mode=mode,
+        future=future,
+    )
+    try:
+        store.put(_names.function(job_id), function_blob)
+        if reduce_blob is not None:
+            store.put(_names.reducer(job_id), reduce_blob)
+        context.poller.watch(job)
+        rows = zip(*iterables)  # noqa: B905 (map stops at the shortest iterable)
+        chunks, items = _submit_chunks(context, job, rows, chunksize, combine)
+        if combine:
+            task = combine_task(
+                job_id, chunks, python=context.python, mode=mode, reduce=reduce is not None
+            )
+            add_tasks(client, job_id, [task], deadline=deadline)
+        fields.update(items=items, chunks=chunks, submitted="complete")
+        store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
+        finish_submission(client, job_id, fields, deadline=deadline)
+    except BaseException as error:
+        job.fail(error)
+        job.discard()  # nothing useful was started: remove the job and what it stored
+        raise
+    job.submitted(chunks, items)
+    context.poller.wake()
+    return job
+
+
+def _submit_chunks(
+    context: Context,
+    job: MapJob,
+    items: Iterator[tuple[Any, ...]],
+    chunksize: int,
+    dependents: bool,
+) -> tuple[int, int]:
+    """Pack and add every chunk; ``(chunks, items)``."""
+    job_id = job.job_id
+    chunk = item = pack = 0
+    window: list[tuple[int, bytes]] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal pack, window, size
+        if not window:
+            return
+        context.store.put(_names.input_pack(job_id, pack), b"".join(data for _, data in window))
+        tasks, offset = [], 0
+        for number, data in window:
+            tasks.append(
+                chunk_task(
+                    job_id,
+                    number,
+                    python=context.python,
+                    pack=(pack, offset, len(data)),
+                    dependents=dependents,
+                )
+            )
+            offset += len(data)
+        with job.cond:
+            job.states.extend(bytes(max(0, window[-1][0] + 1 - len(job.states))))
+        add_tasks(context.client, job_id, tasks, deadline=context.deadline)
+        pack += 1
+        window, size = [], 0
+
+    for arguments in _chunks(items, chunksize):
+        buffer = io.BytesIO()
+        writer = RecordWriter(buffer, info={"kind": "input", "job": job_id, "chunk": chunk})
+        for args in arguments:
+            payload = context.call_payload(None, args, {}, what=f"item {item} of job {job_id!r}")
+            writer.write(Record(item, "ok", payload))
+            item += 1
+        writer.close()
+        data = buffer.getvalue()
+        if window and (len(window) >= PACK_CHUNKS or size + len(data) > PACK_BYTES):
+            flush()
+        window.append((chunk, data))
+        size += len(data)
+        chunk += 1
+    flush()
+    return chunk, item
