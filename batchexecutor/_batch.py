@@ -57,6 +57,7 @@ __all__ = [
     "TaskCounts",
     "add_tasks",
     "completed_filter",
+    "completed_task",
     "completed_tasks_since",
     "delete_job",
     "pool_exists",
@@ -707,3 +708,20 @@ def delete_job(client: BatchClient, job_id: str, *, deadline: float = DEFAULT_DE
     gone; the deletion itself proceeds on the service without anyone waiting for it.
     """
     return call(f"delete job {job_id!r}", _delete_job, client, job_id, deadline=deadline)
+
+
+def completed_task(
+    client: BatchClient, job_id: str, task_id: str, *, deadline: float = DEFAULT_DEADLINE
+) -> CompletedTask | None:
+    """The task's completion record (one request), or ``None`` while it is not completed."""
+    task = call(
+        f"get task {task_id!r} of job {job_id!r}",
+        client.get_task,
+        job_id,
+        task_id,
+        select=[*_COMPLETED_FIELDS, "state"],
+        deadline=deadline,
+    )
+    if str(getattr(task.state, "value", task.state)) != "completed":
+        return None
+    return _completed(task)

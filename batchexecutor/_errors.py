@@ -9,9 +9,16 @@
     │                                the ``__cause__`` of the exception re-raised locally
     ├── TaskFailedError              a task ended without an outcome (exit code, failure
     │                                information, the tail of its stderr)
-    └── StorageError                 the store failed (access denied, unreachable, ...)
-        ├── ObjectNotFoundError      a stored object does not exist
-        └── ObjectExistsError        a create-only write found the object already there
+    ├── StorageError                 the store failed (access denied, unreachable, ...)
+    │   ├── ObjectNotFoundError      a stored object does not exist
+    │   └── ObjectExistsError        a create-only write found the object already there
+    └── JobError                     a job cannot be used as asked
+        ├── JobNotFoundError         no such job (also a LookupError)
+        ├── ForeignJobError          the job was not created by batchexecutor
+        ├── IncompleteJobError       its submission was cut short (resume or delete it)
+        └── JobNotDoneError          its result was asked for while it still runs
+
+    JobExistsError (a ValueError, from batchexecutor._jobs): the job ID is taken.
 
 Every exception pickles with its message and attributes (they travel from nodes to the
 client inside outcome objects), including subclasses whose ``__init__`` takes keyword-only
@@ -30,6 +37,11 @@ from typing import Any, Literal
 __all__ = [
     "BatchExecutorError",
     "CorruptObjectError",
+    "ForeignJobError",
+    "IncompleteJobError",
+    "JobError",
+    "JobNotDoneError",
+    "JobNotFoundError",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "RemoteError",
@@ -235,3 +247,42 @@ class ObjectNotFoundError(StorageError):
 
 class ObjectExistsError(StorageError):
     """A write with ``overwrite=False`` found ``name`` already stored."""
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class JobError(BatchExecutorError):
+    """A job cannot be used as asked. ``job_id`` names it."""
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(message)
+
+
+class JobNotFoundError(JobError, LookupError):
+    """No job with this ID exists (in Batch, nor in storage)."""
+
+
+class ForeignJobError(JobError):
+    """The job exists but was not created by batchexecutor (it has no such metadata)."""
+
+
+class IncompleteJobError(JobError):
+    """The job's submission was cut short: not every task was added.
+
+    ``added`` tasks are in the job; ``planned`` is the item count recorded at submission
+    (``None`` when the iterables had no length). Resume it with the same function and
+    iterables (``AzureBatchExecutor.resume``), or delete it.
+    """
+
+    def __init__(
+        self, message: str, *, job_id: str, added: int = 0, planned: int | None = None
+    ) -> None:
+        self.added = added
+        self.planned = planned
+        super().__init__(message, job_id=job_id)
+
+
+class JobNotDoneError(JobError):
+    """The job's result was asked for while some of its tasks have not completed."""

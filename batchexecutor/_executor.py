@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar, cast
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 
+from . import _manage
 from ._batch import pool_exists
 from ._combine import MODES, Mode
 from ._config import BatchConfig, ConfigurationError, default_home
@@ -112,13 +113,7 @@ class AzureBatchExecutor(Executor):
                 "config must be a BatchConfig (e.g. BatchConfig.from_env()), "
                 f"got {type(config).__name__}"
             )
-        pool = pool_id or config.pool_id
-        if not pool:
-            raise ConfigurationError(
-                "no pool: pass pool_id=... or set BATCHEXECUTOR_POOL_ID (or use "
-                "AzureBatchExecutor.local() for the local emulator)",
-                setting="pool_id",
-            )
+        pool = pool_id or config.pool_id or ""  # needed to run work, not to manage jobs
         if max_payload_size <= 0:
             raise ValueError("max_payload_size must be greater than 0")
         client = config.batch_client()
@@ -144,10 +139,12 @@ class AzureBatchExecutor(Executor):
         self._submits = SubmitJob(self._context)
         self._map_jobs: weakref.WeakSet[MapJob] = weakref.WeakSet()
         self._job_futures: weakref.WeakSet[JobFuture[Any]] = weakref.WeakSet()
+        self._attached: dict[str, _manage.AttachedTasks] = {}
         self._shutdown_lock = threading.Lock()
         self._shutdown = False
         self._finalizer = weakref.finalize(self, _Shutdown(self._context, self._submits))
         _register_atexit()
+        _live.add(self)
 
     # -- construction for local mode -----------------------------------------------------
 
@@ -192,6 +189,7 @@ class AzureBatchExecutor(Executor):
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+            self._require_pool()
             if not callable(fn):
                 raise TypeError(f"{fn!r} is not callable")
             return cast(JobFuture[T], self._submits.submit(fn, args, kwargs))
@@ -219,6 +217,7 @@ class AzureBatchExecutor(Executor):
             fn, iterables, chunksize, combine, reduce, errors, job_id, future=True
         )
         assert job.whole is not None
+        job.whole._partial = self.partial_results
         self._job_futures.add(job.whole)
         return job.whole
 
@@ -263,6 +262,65 @@ class AzureBatchExecutor(Executor):
         else:
             self._context.resolver.shutdown(wait=False)
 
+    # -- long-running jobs -----------------------------------------------------------------
+
+    def attach(self, job: str | JobFuture[Any], task_id: str | None = None) -> JobFuture[Any]:
+        """A live future for a job submitted by any process (given its ID, or a detached
+        JobFuture), read back from Batch and storage; ``task_id`` for one ``submit()``
+        call's task. Raises :class:`~batchexecutor.JobNotFoundError`,
+        :class:`~batchexecutor.ForeignJobError` or
+        :class:`~batchexecutor.IncompleteJobError` (resume it with :meth:`resume`)."""
+        if isinstance(job, JobFuture):
+            job_id, task_id = job.job_id, job.task_id
+        else:
+            job_id = job
+        future = _manage.attach(self._context, job_id, task_id, self._attached)
+        if task_id is None:
+            self._job_futures.add(future)
+            future._partial = self.partial_results
+        return future
+
+    def resume(
+        self, job_id: str, fn: Callable[..., Any], *iterables: Iterable[Any]
+    ) -> JobFuture[Any]:
+        """Finish the submission of a ``map_async`` job that was cut short (its submitter
+        died), given the same function and iterables; a live future for the job."""
+        future = _manage.resume(self._context, job_id, fn, iterables)
+        future._partial = self.partial_results
+        self._job_futures.add(future)
+        return future
+
+    def get_job(self, job_id: str) -> _manage.JobInfo:
+        """The job's metadata and task counts; ``print()`` it for the guide's summary."""
+        return _manage.job_info(self._context, job_id)
+
+    def list_jobs(
+        self, state: str | Iterable[str] = ("active", "completed")
+    ) -> list[_manage.JobSummary]:
+        """The account's jobs in these states (``format_jobs`` prints the guide's table)."""
+        states = (state,) if isinstance(state, str) else tuple(state)
+        return _manage.list_jobs(self._context, states)
+
+    def job_result(self, job_id: str, errors: Mode | None = None) -> Any:
+        """The result of a completed job (``errors`` overrides its error mode)."""
+        return _manage.job_result(self._context, job_id, errors)
+
+    def partial_results(self, job_id: str) -> Iterator[tuple[int, Any]]:
+        """``(item index, value)`` of the items finished so far; the job may still run."""
+        return _manage.partial_results(self._context, job_id)
+
+    def job_logs(self, job_id: str, task_id: str | None = None) -> list[_manage.TaskLog]:
+        """stdout and stderr of a task, or of the job's failed tasks."""
+        return _manage.job_logs(self._context, job_id, task_id)
+
+    def terminate_job(self, job_id: str) -> bool:
+        """Stop the job's tasks; its results so far stay readable."""
+        return _manage.terminate(self._context, job_id)
+
+    def delete_job(self, job_id: str) -> bool:
+        """Delete the Batch job and all its stored data."""
+        return _manage.delete(self._context, job_id)
+
     # -- helpers -----------------------------------------------------------------------------
 
     @property
@@ -287,6 +345,15 @@ class AzureBatchExecutor(Executor):
             f"<AzureBatchExecutor endpoint={self._context.endpoint!r} pool={self.pool_id!r} "
             f"max_workers={self.max_workers!r}{' shut down' if self._shutdown else ''}>"
         )
+
+    def _require_pool(self) -> None:
+        if not self._context.pool_id:
+            raise ConfigurationError(
+                "no pool to run on: pass pool_id=... to AzureBatchExecutor or set "
+                "BATCHEXECUTOR_POOL_ID (or use AzureBatchExecutor.local() for the local "
+                "emulator)",
+                setting="pool_id",
+            )
 
     @staticmethod
     def _check_map(
@@ -330,6 +397,7 @@ class AzureBatchExecutor(Executor):
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
+        self._require_pool()
         context = self._context
         whole: JobFuture[Any] | None = None
         if future:
@@ -385,3 +453,70 @@ def _ensure_local_pool(config: BatchConfig) -> None:
                 raise
     finally:
         client.close()
+
+
+_live: weakref.WeakSet[AzureBatchExecutor] = weakref.WeakSet()
+_implicit: dict[tuple[str, str], AzureBatchExecutor] = {}
+_implicit_lock = threading.Lock()
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def _executor_for(endpoint: str, store: str) -> AzureBatchExecutor | None:
+    """An executor that can follow work at ``endpoint`` with ``store`` (see reattach)."""
+    for executor in list(_live):
+        context = executor._context
+        if (
+            not executor._shutdown
+            and _same_endpoint(context.endpoint, endpoint)
+            and context.store_reference == store
+        ):
+            return executor
+    with _implicit_lock:
+        found = _implicit.get((endpoint, store))
+        if found is not None:
+            return found
+        created: AzureBatchExecutor | None = None
+        if os.environ.get("AZURE_BATCH_ENDPOINT"):
+            config = BatchConfig.from_env()
+            if _same_endpoint(config.batch_endpoint, endpoint):
+                created = AzureBatchExecutor(config)
+        if created is None:
+            from ._daemon import running_daemon
+
+            daemon = running_daemon(default_home())
+            if daemon is not None and _same_endpoint(daemon.endpoint, endpoint):
+                created = AzureBatchExecutor.local()
+        if created is not None and created._context.store_reference == store:
+            _implicit[(endpoint, store)] = created
+            return created
+        return None
+
+
+def reattach(future: JobFuture[Any], executor: AzureBatchExecutor | None) -> JobFuture[Any]:
+    """``future`` (detached) followed by ``executor`` or one found by :func:`_executor_for`.
+
+    An error while attaching (the job was deleted, ...) is the returned future's
+    exception: unpickling never raises for it, and the future never hangs.
+    """
+    if executor is None:
+        try:
+            executor = _executor_for(future.endpoint, future._store)
+        except Exception:
+            executor = None
+        if executor is None:
+            return future
+    try:
+        return executor.attach(future.job_id, future.task_id)
+    except Exception as error:
+        failed: JobFuture[Any] = JobFuture(
+            future.job_id,
+            future.task_id,
+            endpoint=future.endpoint,
+            store=future._store,
+            canceller=lambda _: False,
+        )
+        failed.set_exception(error)
+        return failed

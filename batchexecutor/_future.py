@@ -9,10 +9,12 @@ That reference, never a credential and never a result, is what it pickles to, an
     {"format": "batchexecutor.JobFuture/1", "endpoint": "https://acct.region.batch.azure.com",
      "job_id": "bx-...", "task_id": "17", "store": "https://acct.blob.core.windows.net/c"}
 
-An unpickled (or :meth:`JobFuture.from_json`) future is *detached*: it does not know an
-executor, so it cannot learn its outcome, and ``result()`` says so at once instead of
-waiting forever. ``AzureBatchExecutor.attach`` turns a reference back into a live
-future.
+An unpickled (or :meth:`JobFuture.from_json`) future reattaches: it is followed by the
+executor given to ``from_json``, else by a live executor of this process for the same
+endpoint and store, else by one configured from the environment for that endpoint, else
+by the running local daemon at that endpoint. Failing all of these it is *detached*: it
+cannot learn its outcome, so ``result()`` says so at once instead of waiting forever,
+and ``AzureBatchExecutor.attach(future)`` makes it live.
 
 ``cancel()`` asks the executor to stop the work: work not yet sent is dropped, a Batch
 task not yet running is terminated, and a task already running keeps running
@@ -61,6 +63,7 @@ class JobFuture(Future[T]):
         # Asked (outside the future's lock) whether the work can still be stopped, and
         # to stop it; None for a detached future.
         self._canceller = canceller
+        self._partial: Callable[[str], Any] | None = None
 
     @property
     def job_id(self) -> str:
@@ -132,8 +135,21 @@ class JobFuture(Future[T]):
         return json.dumps(self.reference(), sort_keys=True)
 
     @classmethod
-    def from_reference(cls, reference: Mapping[str, Any]) -> JobFuture[Any]:
-        """A detached future for ``reference`` (a :meth:`reference` dictionary)."""
+    def from_reference(cls, reference: Mapping[str, Any], executor: Any = None) -> JobFuture[Any]:
+        """A live future for ``reference`` (a :meth:`reference` dictionary).
+
+        It is followed by ``executor`` if given; else by a live executor of this process
+        for the same endpoint and store, or one configured from the environment
+        (``BatchConfig.from_env()``) for that endpoint, or the running local daemon at
+        that endpoint. With none of these, the future is detached.
+        """
+        detached = cls._detached(reference)
+        from ._executor import reattach
+
+        return reattach(detached, executor)
+
+    @classmethod
+    def _detached(cls, reference: Mapping[str, Any]) -> JobFuture[Any]:
         if not isinstance(reference, Mapping) or reference.get("format") != FORMAT:
             found = reference.get("format") if isinstance(reference, Mapping) else reference
             raise ValueError(
@@ -153,13 +169,19 @@ class JobFuture(Future[T]):
         )
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> JobFuture[Any]:
-        """A detached future from :meth:`to_json`'s output."""
+    def from_json(cls, text: str | bytes, executor: Any = None) -> JobFuture[Any]:
+        """The future :meth:`to_json` wrote, live if it can be (see :meth:`from_reference`)."""
         try:
             reference = json.loads(text)
         except ValueError as error:
             raise ValueError(f"not a JobFuture reference: {error}") from None
-        return cls.from_reference(reference)
+        return cls.from_reference(reference, executor)
+
+    def partial_results(self) -> Any:
+        """``(item index, value)`` of the items of this job finished so far."""
+        if self._partial is None:
+            raise RuntimeError("this JobFuture is detached: attach it to read partial results")
+        return self._partial(self._job_id)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_from_reference, (self.reference(),))

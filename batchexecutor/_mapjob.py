@@ -48,7 +48,7 @@ from ._submitter import settle
 if TYPE_CHECKING:
     from ._context import Context
 
-__all__ = ["MapJob", "start_map"]
+__all__ = ["MapJob", "map_fields", "start_map", "submit_tasks"]
 
 log = logging.getLogger("batchexecutor")
 
@@ -298,12 +298,46 @@ class MapJob(Watch):
         context.background(clean)
 
 
+def _completed_task(context: Context, job_id: str, task_id: str) -> CompletedTask | None:
+    """One task's completion record (one request), or None if it is not completed."""
+    from ._batch import completed_task
+
+    try:
+        return completed_task(context.client, job_id, task_id, deadline=context.deadline)
+    except Exception as error:
+        log.debug("task %s of job %s: %s", task_id, job_id, describe(error))
+        return None
+
+
 def _chunks(items: Iterator[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
     while True:
         chunk = list(islice(items, size))
         if not chunk:
             return
         yield chunk
+
+
+def map_fields(
+    fn: Callable[..., Any],
+    iterables: Sequence[Iterable[Any]],
+    *,
+    chunksize: int,
+    combine: bool,
+    reduce: Callable[[Any, Any], Any] | None,
+    mode: Mode,
+) -> dict[str, Any]:
+    """The job metadata of a ``map`` at its creation."""
+    lengths = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
+    return {
+        "kind": "map",
+        "function": _name(fn),
+        "chunksize": chunksize,
+        "combine": combine,
+        "reduce": None if reduce is None else _name(reduce),
+        "errors": mode,
+        "planned": min(lengths) if iterables and len(lengths) == len(iterables) else None,
+        "submitted": "partial",
+    }
 
 
 def start_map(
@@ -319,31 +353,24 @@ def start_map(
     future: JobFuture[Any] | None,
 ) -> MapJob:
     """Submit the job (see the module docstring) and return its watch."""
-    fields: dict[str, Any] = {
-        "kind": "map",
-        "function": _name(fn),
-        "chunksize": chunksize,
-        "combine": combine,
-        "reduce": None if reduce is None else _name(reduce),
-        "errors": mode,
-        "submitted": "partial",
-    }
+    fields = map_fields(
+        fn, iterables, chunksize=chunksize, combine=combine, reduce=reduce, mode=mode
+    )
     function_blob = dumps(fn, what=f"the function {_name(fn)} of a map", info={"job": job_id})
     reduce_blob = (
         None
         if reduce is None
         else dumps(reduce, what=f"the reduce function {_name(reduce)}", info={"job": job_id})
     )
-    client, store, deadline = context.client, context.store, context.deadline
     create_job(
-        client,
+        context.client,
         job_id,
         pool_id=context.pool_id,
         environment=context.node_environment(job_id),
         fields=fields,
         max_parallel_tasks=context.max_workers,
         dependencies=combine,
-        deadline=deadline,
+        deadline=context.deadline,
     )
     job = MapJob(
         context,
@@ -355,27 +382,43 @@ def start_map(
         future=future,
     )
     try:
-        store.put(_names.function(job_id), function_blob)
         if reduce_blob is not None:
-            store.put(_names.reducer(job_id), reduce_blob)
-        context.poller.watch(job)
-        rows = zip(*iterables)  # noqa: B905 (map stops at the shortest iterable)
-        chunks, items = _submit_chunks(context, job, rows, chunksize, combine)
-        if combine:
-            task = combine_task(
-                job_id, chunks, python=context.python, mode=mode, reduce=reduce is not None
-            )
-            add_tasks(client, job_id, [task], deadline=deadline)
-        fields.update(items=items, chunks=chunks, submitted="complete")
-        store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
-        finish_submission(client, job_id, fields, deadline=deadline)
+            context.store.put(_names.reducer(job_id), reduce_blob)
+        submit_tasks(context, job, function_blob, iterables, fields)
     except BaseException as error:
         job.fail(error)
         job.discard()  # nothing useful was started: remove the job and what it stored
         raise
+    return job
+
+
+def submit_tasks(
+    context: Context,
+    job: MapJob,
+    function_blob: bytes,
+    iterables: Sequence[Iterable[Any]],
+    fields: dict[str, Any],
+    *,
+    existing: frozenset[str] = frozenset(),
+    first_pack: int = 0,
+) -> None:
+    """Steps 1 and 3-5 of the module docstring; chunks whose task is in ``existing`` are
+    skipped (a resumed submission), new packs are numbered from ``first_pack``."""
+    client, store, deadline, job_id = context.client, context.store, context.deadline, job.job_id
+    store.put(_names.function(job_id), function_blob)
+    context.poller.watch(job)
+    rows = zip(*iterables)  # noqa: B905 (map stops at the shortest iterable)
+    chunks, items = _submit_chunks(
+        context, job, rows, job.chunksize, job.combine, existing=existing, first_pack=first_pack
+    )
+    if job.combine and COMBINE_TASK not in existing:
+        task = combine_task(job_id, chunks, python=context.python, mode=job.mode, reduce=job.reduce)
+        add_tasks(client, job_id, [task], deadline=deadline)
+    fields.update(items=items, chunks=chunks, submitted="complete")
+    store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
+    finish_submission(client, job_id, fields, deadline=deadline)
     job.submitted(chunks, items)
     context.poller.wake()
-    return job
 
 
 def _submit_chunks(
@@ -384,10 +427,14 @@ def _submit_chunks(
     items: Iterator[tuple[Any, ...]],
     chunksize: int,
     dependents: bool,
+    *,
+    existing: frozenset[str],
+    first_pack: int,
 ) -> tuple[int, int]:
-    """Pack and add every chunk; ``(chunks, items)``."""
+    """Pack and add every chunk not in ``existing``; ``(chunks, items)``."""
     job_id = job.job_id
-    chunk = item = pack = 0
+    chunk = item = 0
+    pack = first_pack
     window: list[tuple[int, bytes]] = []
     size = 0
 
@@ -415,6 +462,10 @@ def _submit_chunks(
         window, size = [], 0
 
     for arguments in _chunks(items, chunksize):
+        if str(chunk) in existing:  # added before the submission was cut short
+            item += len(arguments)
+            chunk += 1
+            continue
         buffer = io.BytesIO()
         writer = RecordWriter(buffer, info={"kind": "input", "job": job_id, "chunk": chunk})
         for args in arguments:

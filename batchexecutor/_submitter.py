@@ -46,7 +46,7 @@ from ._serialize import Record, RecordWriter
 if TYPE_CHECKING:
     from ._context import Context
 
-__all__ = ["SubmitJob", "flush_all"]
+__all__ = ["SubmitJob", "flush_all", "resolve_task", "settle"]
 
 log = logging.getLogger("batchexecutor")
 
@@ -316,20 +316,7 @@ class SubmitJob(Watch):
                 self.context.resolver.submit(self._resolve, future, task)
 
     def _resolve(self, future: JobFuture[Any], task: CompletedTask) -> None:
-        context = self.context
-        chunk = int(task.id)
-        try:
-            ok, value = submit_outcome(context.store, self.job_id, chunk)
-        except ObjectNotFoundError:
-            ok, value = (
-                False,
-                task_failure(context.client, self.job_id, task, deadline=context.deadline),
-            )
-        except (StorageError, BatchExecutorError) as error:
-            ok, value = False, error
-        except Exception as error:  # never leave the future hanging
-            ok, value = False, _failure(f"could not read the outcome of task {task.id!r}", error)
-        settle(future, ok, value)
+        resolve_task(self.context, self.job_id, future, task)
 
     def on_lost(self, error: BaseException) -> None:
         failure = _failure(f"job {self.job_id!r} can no longer be followed", error)
@@ -338,6 +325,23 @@ class SubmitJob(Watch):
             self._in_flight.clear()
         for future in futures:
             settle(future, False, failure)
+
+
+def resolve_task(
+    context: Context, job_id: str, future: JobFuture[Any], task: CompletedTask
+) -> None:
+    """Settle the future of a ``submit()`` task from its stored outcome (a resolver thread)."""
+    if future.done():
+        return
+    try:
+        ok, value = submit_outcome(context.store, job_id, int(task.id))
+    except ObjectNotFoundError:
+        ok, value = False, task_failure(context.client, job_id, task, deadline=context.deadline)
+    except (StorageError, BatchExecutorError) as error:
+        ok, value = False, error
+    except Exception as error:  # never leave the future hanging
+        ok, value = False, _failure(f"could not read the outcome of task {task.id!r}", error)
+    settle(future, ok, value)
 
 
 def _describe(fn: object) -> str:
