@@ -18,6 +18,11 @@ if TYPE_CHECKING:
     from ._errors import (
         BatchExecutorError,
         CorruptObjectError,
+        ForeignJobError,
+        IncompleteJobError,
+        JobError,
+        JobNotDoneError,
+        JobNotFoundError,
         ObjectExistsError,
         ObjectNotFoundError,
         RemoteError,
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
     from ._executor import AzureBatchExecutor
     from ._future import JobFuture
     from ._jobs import JobExistsError
+    from ._manage import JobInfo, JobSummary, TaskLog, format_jobs
 
 __all__ = [
     "AzureBatchExecutor",
@@ -36,16 +42,25 @@ __all__ = [
     "BatchExecutorError",
     "ConfigurationError",
     "CorruptObjectError",
+    "ForeignJobError",
+    "IncompleteJobError",
+    "JobError",
     "JobExistsError",
     "JobFuture",
+    "JobInfo",
+    "JobNotDoneError",
+    "JobNotFoundError",
+    "JobSummary",
     "ObjectExistsError",
     "ObjectNotFoundError",
     "RemoteError",
     "SerializationError",
     "StorageError",
     "TaskFailedError",
+    "TaskLog",
     "VersionMismatchError",
     "__version__",
+    "format_jobs",
 ]
 
 _HOMES = {
@@ -54,11 +69,17 @@ _HOMES = {
     "ConfigurationError": "._config",
     "JobFuture": "._future",
     "JobExistsError": "._jobs",
+    **{name: "._manage" for name in ("JobInfo", "JobSummary", "TaskLog", "format_jobs")},
     **{
         name: "._errors"
         for name in (
             "BatchExecutorError",
             "CorruptObjectError",
+            "ForeignJobError",
+            "IncompleteJobError",
+            "JobError",
+            "JobNotDoneError",
+            "JobNotFoundError",
             "ObjectExistsError",
             "ObjectNotFoundError",
             "RemoteError",
