@@ -71,6 +71,7 @@ class Context:
     max_payload_size: int
     environment: Mapping[str, str]
     poller: Poller
+    progress: bool | None = None
     resolver: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             _RESOLVERS, thread_name_prefix="batchexecutor-resolve"

@@ -90,7 +90,8 @@ class AzureBatchExecutor(Executor):
     this executor's jobs running at once (Batch's ``maxParallelTasks``; ``None``: the
     pool's capacity). ``python`` is the interpreter command on the nodes;
     ``max_payload_size`` bounds one call's pickled function and arguments;
-    ``node_environment`` adds environment variables to every task.
+    ``node_environment`` adds environment variables to every task; ``progress`` shows a
+    progress bar while you wait on a job (default: when stderr is a terminal).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class AzureBatchExecutor(Executor):
         python: str = "python3",
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
         node_environment: dict[str, str] | None = None,
+        progress: bool | None = None,
     ) -> None:
         if max_workers is not None:
             if isinstance(max_workers, bool) or not isinstance(max_workers, int):
@@ -135,6 +137,7 @@ class AzureBatchExecutor(Executor):
             max_payload_size=max_payload_size,
             environment=dict(node_environment or {}),
             poller=poller,
+            progress=progress,
         )
         self._submits = SubmitJob(self._context)
         self._map_jobs: weakref.WeakSet[MapJob] = weakref.WeakSet()
@@ -423,7 +426,11 @@ class AzureBatchExecutor(Executor):
 
 def _results(job: MapJob, end: float | None) -> Iterator[Any]:
     try:
-        yield from job.iterate(end)
+        if job.progress is None:
+            yield from job.iterate(end)
+        else:
+            with job.progress.showing():
+                yield from job.iterate(end)
     finally:
         job.discard()
 

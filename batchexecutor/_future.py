@@ -28,6 +28,7 @@ import json
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from concurrent.futures._base import PENDING, RUNNING
+from contextlib import AbstractContextManager
 from typing import Any, Final, TypeVar
 
 from ._names import check_job_id
@@ -64,6 +65,8 @@ class JobFuture(Future[T]):
         # to stop it; None for a detached future.
         self._canceller = canceller
         self._partial: Callable[[str], Any] | None = None
+        # Shows the job's progress while a caller waits (set when progress is on).
+        self._show: Callable[[], AbstractContextManager[None]] | None = None
 
     @property
     def job_id(self) -> str:
@@ -101,10 +104,16 @@ class JobFuture(Future[T]):
 
     def result(self, timeout: float | None = None) -> T:
         self._check_attached()
+        if self._show is not None and not self.done():
+            with self._show():
+                return super().result(timeout)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         self._check_attached()
+        if self._show is not None and not self.done():
+            with self._show():
+                return super().exception(timeout)
         return super().exception(timeout)
 
     def _check_attached(self) -> None:

@@ -34,12 +34,13 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from . import _names
-from ._batch import CompletedTask, add_tasks, delete_job, terminate_job
+from ._batch import CompletedTask, TaskCounts, add_tasks, delete_job, terminate_job
 from ._combine import Mode
 from ._errors import BatchExecutorError, ObjectNotFoundError
 from ._future import JobFuture
 from ._jobs import COMBINE_TASK, chunk_task, combine_task, create_job, finish_submission
 from ._poller import Watch
+from ._progress import Progress, enabled
 from ._results import chunk_records, combined_records, task_failure, values
 from ._retry import describe
 from ._serialize import NO_ITEM, Record, RecordWriter, dumps
@@ -98,6 +99,9 @@ class MapJob(Watch):
         self.combined: CompletedTask | None = None
         self.error: BaseException | None = None
         self.discarded = False
+        self.progress = Progress(job_id) if enabled(context.progress) else None
+        if future is not None and self.progress is not None:
+            future._show = self.progress.showing
 
     # -- state ---------------------------------------------------------------------------
 
@@ -132,6 +136,10 @@ class MapJob(Watch):
                 else:
                     self.failed[chunk] = task
             self._settled()
+
+    def on_counts(self, counts: TaskCounts) -> None:
+        if self.progress is not None:
+            self.progress.update(counts)
 
     def on_lost(self, error: BaseException) -> None:
         with self.cond:
