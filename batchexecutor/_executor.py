@@ -262,8 +262,8 @@ class AzureBatchExecutor(Executor):
             self._submits.join()
             self._context.poller.join()
             self._context.resolver.shutdown(wait=True)
-        else:
-            self._context.resolver.shutdown(wait=False)
+        # Without wait, the resolver threads stay: futures still resolve, and the threads
+        # end with the executor's context once its work is done.
 
     # -- long-running jobs -----------------------------------------------------------------
 

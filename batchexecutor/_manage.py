@@ -15,6 +15,7 @@ guide, in Python). Each function takes the executor's :class:`Context`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -390,7 +391,9 @@ class AttachedTasks(Watch):
             with self.lock:
                 future = self.futures.pop(task.id, None)
             if future is not None:
-                self.context.resolver.submit(resolve_task, self.context, self.job_id, future, task)
+                self.context.background(
+                    functools.partial(resolve_task, self.context, self.job_id, future, task)
+                )
 
     def on_lost(self, error: BaseException) -> None:
         from ._submitter import _failure, settle

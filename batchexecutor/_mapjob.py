@@ -22,6 +22,7 @@ while iterating; a chunk's state is one byte.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import json
@@ -163,7 +164,7 @@ class MapJob(Watch):
         self.cond.notify_all()
         if self.complete and self.future is not None and not self.future.done():
             future, self.future = self.future, None
-            self.context.resolver.submit(self._resolve, future)
+            self.context.background(functools.partial(self._resolve, future))
 
     def submitted(self, chunks: int, items: int) -> None:
         with self.cond:

@@ -23,6 +23,7 @@ terminated on Batch; a running one cannot be cancelled.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import threading
@@ -313,7 +314,7 @@ class SubmitJob(Watch):
             with self._lock:
                 future = self._in_flight.pop(task.id, None)
             if future is not None and not future.done():
-                self.context.resolver.submit(self._resolve, future, task)
+                self.context.background(functools.partial(self._resolve, future, task))
 
     def _resolve(self, future: JobFuture[Any], task: CompletedTask) -> None:
         resolve_task(self.context, self.job_id, future, task)
