@@ -60,6 +60,7 @@ __all__ = [
     "completed_task",
     "completed_tasks_since",
     "delete_job",
+    "job_state",
     "pool_exists",
     "serialized_size",
     "set_terminate_on_completion",
@@ -725,3 +726,19 @@ def completed_task(
     if str(getattr(task.state, "value", task.state)) != "completed":
         return None
     return _completed(task)
+
+
+def job_state(
+    client: BatchClient, job_id: str, *, deadline: float = DEFAULT_DEADLINE
+) -> tuple[str, str | None]:
+    """The job's state and, once it ended, why (``terminateReason``): one request."""
+    job = call(
+        f"get the state of job {job_id!r}",
+        client.get_job,
+        job_id,
+        select=["id", "state", "executionInfo"],
+        deadline=deadline,
+    )
+    info = job.execution_info
+    reason = getattr(info, "termination_reason", None) if info is not None else None
+    return str(getattr(job.state, "value", job.state)), reason

@@ -32,8 +32,9 @@ broken chunks, and ``failed`` (whether reading the result raises).
 
 from __future__ import annotations
 
+import json
 import traceback
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, get_args
@@ -213,17 +214,41 @@ def _lost_items(
     """An error record for each item of ``chunk`` past ``after``, per the chunk's input."""
     text = _bare_text(problem)
     name = _names.chunk_input(job_id, chunk)
+    indices: Iterable[int]
     try:
         with store.open(name) as stream:
             # Only the frames' indices are needed: no payload is unpickled, so the
             # writer's versions do not matter here.
             indices = [r.item for r in RecordReader(stream, what=_names.describe(name))]
     except (StorageError, SerializationError):
-        yield _unplaceable(problem)
-        return
+        planned = _planned_items(store, job_id, chunk)
+        if planned is None:
+            yield _unplaceable(problem)
+            return
+        indices = planned
     for index in indices:
         if index > after:
             yield Record(index, "error", error_payload(problem, item=index, traceback_text=text))
+
+
+def _planned_items(store: Store, job_id: str, chunk: int) -> range | None:
+    """The items of ``chunk`` per the job's manifest, or None if it cannot tell.
+
+    The executor packs the chunks' inputs (no chunk has an input object of its own) and
+    numbers items in order, ``chunksize`` to a chunk: chunk k holds items
+    ``k * chunksize`` up to the job's item count.
+    """
+    try:
+        manifest = json.loads(store.get(_names.manifest(job_id)))
+        chunksize, items = manifest["chunksize"], manifest["items"]
+    except (StorageError, ValueError, TypeError, KeyError):
+        return None
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (chunksize, items)):
+        return None
+    start = chunk * chunksize
+    if chunksize < 1 or start >= items:
+        return None
+    return range(start, min(start + chunksize, items))
 
 
 def _bare_text(error: BaseException) -> str:

@@ -286,3 +286,14 @@ class IncompleteJobError(JobError):
 
 class JobNotDoneError(JobError):
     """The job's result was asked for while some of its tasks have not completed."""
+
+
+def job_ended(job_id: str, reason: str | None, *, done: int | None = None) -> JobError:
+    """The error of work whose job ended (was terminated) before it ran."""
+    why = f" ({reason})" if reason else ""
+    so_far = f"; {done} of its tasks had completed" if done is not None else ""
+    return JobError(
+        f"job {job_id!r} ended{why} before this work ran{so_far}. The results of its "
+        "finished tasks stay readable: executor.partial_results(job_id)",
+        job_id=job_id,
+    )

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, Final
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
 
+from ._batch import pool_exists
+from ._errors import BatchExecutorError
 from ._retry import call, error_code
 from ._serialize import versions
 
@@ -98,8 +100,15 @@ def create_job(
     """Create the job, ``onAllTasksComplete=noaction`` until every task is added.
 
     Raises :class:`JobExistsError` if the ID is taken (by an earlier attempt of this very
-    call too: IDs are fresh per call, so that cannot be mistaken for this job).
+    call too: IDs are fresh per call, so that cannot be mistaken for this job), and
+    :class:`BatchExecutorError` if the pool does not exist: Batch accepts a job for a
+    missing pool, whose tasks would then wait forever.
     """
+    if not pool_exists(client, pool_id, deadline=deadline):
+        raise BatchExecutorError(
+            f"pool {pool_id!r} does not exist in the Batch account: create it first, or "
+            "name an existing pool (pool_id=... or BATCHEXECUTOR_POOL_ID)"
+        )
     options = bm.BatchJobCreateOptions(
         id=job_id,
         pool_info=bm.BatchPoolInfo(pool_id=pool_id),

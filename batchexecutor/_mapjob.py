@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from . import _names
 from ._batch import CompletedTask, TaskCounts, add_tasks, delete_job, terminate_job
 from ._combine import Mode
-from ._errors import BatchExecutorError, ObjectNotFoundError
+from ._errors import BatchExecutorError, ObjectNotFoundError, TaskFailedError, job_ended
 from ._future import JobFuture
 from ._jobs import COMBINE_TASK, chunk_task, combine_task, create_job, finish_submission
 from ._poller import Watch
@@ -153,6 +153,15 @@ class MapJob(Watch):
         if self.future is not None:
             settle(self.future, False, self.error)
 
+    def on_ended(self, reason: str | None) -> None:
+        with self.cond:
+            if self.complete or self.discarded:
+                return
+            self.error = job_ended(self.job_id, reason, done=self.done_chunks)
+            self.cond.notify_all()
+        if self.future is not None:
+            settle(self.future, False, self.error)
+
     def fail(self, error: BaseException) -> None:
         """Submission failed: readers get ``error``."""
         with self.cond:
@@ -176,8 +185,23 @@ class MapJob(Watch):
     def missing(self, chunk: int) -> BaseException:
         """The error for the items of a chunk whose task stored no outcome."""
         task = self.failed.get(chunk)
-        if task is None:
-            return BatchExecutorError(f"chunk {chunk} of job {self.job_id!r} has no stored outcome")
+        if task is None:  # not seen failing here (e.g. a job read back by ID): ask Batch
+            found = _completed_task(self.context, self.job_id, str(chunk))
+            if found is None:  # a terminated job's chunk that never ran
+                return TaskFailedError(
+                    job_id=self.job_id,
+                    task_id=str(chunk),
+                    chunk=chunk,
+                    reason="it never completed: the job ended before it ran",
+                )
+            if found.succeeded:
+                name = _names.chunk_outcome(self.job_id, chunk)
+                return ObjectNotFoundError(
+                    f"the {_names.describe(name)} is not in the store, though its task "
+                    "succeeded (was it deleted?)",
+                    name=name,
+                )
+            task = found
         return task_failure(
             self.context.client, self.job_id, task, chunk=chunk, deadline=self.context.deadline
         )
@@ -207,13 +231,25 @@ class MapJob(Watch):
         )
 
     def _combine_failure(self) -> BaseException:
-        assert self.combined is not None
+        name = _names.result(self.job_id)
+        if self.combined is None:  # a terminated job's combine task never ran
+            return TaskFailedError(
+                job_id=self.job_id,
+                task_id=COMBINE_TASK,
+                reason="it never completed: the job ended before it ran",
+            )
+        if self.combined.succeeded:
+            return ObjectNotFoundError(
+                f"the {_names.describe(name)} is not in the store, though the combine task "
+                "succeeded (was it deleted?)",
+                name=name,
+            )
         return task_failure(
             self.context.client,
             self.job_id,
             self.combined,
             deadline=self.context.deadline,
-            reason="the combine task stored no result",
+            reason=f"the combine task stored no result ({name})",
         )
 
     def _resolve(self, future: JobFuture[Any]) -> None:
@@ -420,11 +456,12 @@ def submit_tasks(
     chunks, items = _submit_chunks(
         context, job, rows, job.chunksize, job.combine, existing=existing, first_pack=first_pack
     )
+    fields.update(items=items, chunks=chunks, submitted="complete")
+    # Before the combine task exists: it reads the manifest to place a dead chunk's items.
+    store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
     if job.combine and COMBINE_TASK not in existing:
         task = combine_task(job_id, chunks, python=context.python, mode=job.mode, reduce=job.reduce)
         add_tasks(client, job_id, [task], deadline=deadline)
-    fields.update(items=items, chunks=chunks, submitted="complete")
-    store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
     finish_submission(client, job_id, fields, deadline=deadline)
     job.submitted(chunks, items)
     context.poller.wake()

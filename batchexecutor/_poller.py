@@ -20,7 +20,10 @@ leaves the completed set): when the counts report more completed tasks than the 
 has seen for two list rounds in a row, the cursor is reset and the job rescanned once
 (duplicates are dropped by the watch).
 
-A job that disappears (deleted by someone) ends its watch with the service's error; a
+When the counts have not moved for a few ticks while tasks are queued, one more request
+asks for the job's state: a job terminated by someone keeps its never-run tasks active
+for ever, and its watch must learn that it ended (``on_ended``). A job that disappears
+(deleted by someone) ends its watch with the service's error; a
 job the poller cannot reach for ``failures_allowed`` ticks in a row (each request
 already retried up to its deadline) ends with the last error, so no future waits
 forever on a service that is gone.
@@ -35,7 +38,14 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from ._batch import CompletedTask, CompletionCursor, TaskCounts, completed_tasks_since, task_counts
+from ._batch import (
+    CompletedTask,
+    CompletionCursor,
+    TaskCounts,
+    completed_tasks_since,
+    job_state,
+    task_counts,
+)
 from ._retry import describe
 
 if TYPE_CHECKING:
@@ -48,6 +58,7 @@ log = logging.getLogger("batchexecutor")
 _BACKOFF = 1.5
 _LIST_EVERY = 4  # list even when the counts did not move, every this many ticks
 _RESCAN_AFTER = 2  # list rounds with counts ahead of what was seen, before a full rescan
+_STATE_EVERY = 5  # ticks with unmoved counts and queued tasks before asking the job's state
 
 
 class Watch:
@@ -65,6 +76,7 @@ class Watch:
         self._ticks_since_list = 0
         self._lagging_lists = 0
         self._failures = 0
+        self._still = 0  # ticks since the counts last moved
 
     def on_completed(self, tasks: Sequence[CompletedTask]) -> None:
         """New completions (each task once per completion)."""
@@ -74,6 +86,9 @@ class Watch:
 
     def on_lost(self, error: BaseException) -> None:
         """The job cannot be followed any more (deleted, or the service unreachable)."""
+
+    def on_ended(self, reason: str | None) -> None:
+        """The job ended (e.g. terminated) with tasks that will now never run."""
 
     @property
     def idle(self) -> bool:
@@ -109,8 +124,10 @@ class Poller:
         self._wake = threading.Event()
         self._closing = False  # end once no watch is left
         self._stopped = False  # end now
+        self._name = name
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
+        self._ended = False  # the thread ended (closing, no watch left)
         self.ticks = 0
         self.requests = 0
 
@@ -120,7 +137,11 @@ class Poller:
             if self._stopped:
                 raise RuntimeError("the poller has stopped")
             self._watches.append(watch)
-            if not self._started:
+            if self._ended:  # closed with no watch left, and now one more: a new thread
+                self._ended = False
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            elif not self._started:
                 self._started = True
                 self._thread.start()
         self.wake()
@@ -167,6 +188,7 @@ class Poller:
                 self._watches = [w for w in self._watches if not w.finished]
                 watches = list(self._watches)
                 if self._stopped or (self._closing and not watches):
+                    self._ended = True
                     return
             active = False
             for watch in watches:
@@ -180,7 +202,12 @@ class Poller:
             self.ticks += 1
             busy = any(not watch.idle for watch in watches)
             interval = self._min if active else min(interval * _BACKOFF, self._max)
-            if self._wake.wait(interval if busy else None):
+            with self._lock:
+                closing = self._closing
+            if closing and any(watch.finished for watch in watches):
+                continue  # the tick finished a watch of a closing poller: look again now
+            # Closing, never sleep for good: a watch may finish without a tick or wake().
+            if self._wake.wait(interval if busy or closing else None):
                 interval = self._min
 
     def _lose(self, watch: Watch, error: BaseException) -> None:
@@ -200,6 +227,16 @@ class Poller:
             watch.counts = counts
             watch._ticks_since_list += 1
             behind = counts.completed > len(watch.seen)
+            watch._still = 0 if moved else watch._still + 1
+            if watch._still >= _STATE_EVERY and counts.active:
+                # Queued tasks and nothing moving: a terminated job leaves its tasks that
+                # never ran active for ever, and only the job's state tells.
+                watch._still = 0
+                state, reason = job_state(self._client, watch.job_id, deadline=self._deadline)
+                self.requests += 1
+                if state == "completed":
+                    watch.on_ended(reason)
+                    return False
             if not (moved or (behind and watch._ticks_since_list >= _LIST_EVERY)):
                 watch._failures = 0
                 return False

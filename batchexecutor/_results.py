@@ -100,10 +100,13 @@ def submit_outcome(store: Store, job_id: str, chunk: int) -> tuple[bool, Any]:
     name = _names.chunk_outcome(job_id, chunk)
     what = _names.describe(name)
     data = store.get(name)
-    for record in iter_records(io.BytesIO(data), what=what):
-        value = load_record(record, what=what)
-        return record.status == "ok", value
-    raise SerializationError(what, "it holds no record")
+    first: Record | None = None
+    for record in iter_records(io.BytesIO(data), what=what):  # to its end marker, which
+        if first is None:  # tells a whole outcome from a truncated or garbled one
+            first = record
+    if first is None:
+        raise SerializationError(what, "it holds no record")
+    return first.status == "ok", load_record(first, what=what)
 
 
 def values(records: Iterator[Record], *, what: str, mode: Mode) -> Iterator[Any]:

@@ -30,13 +30,13 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import InvalidStateError
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _names
 from ._batch import AddTasksError, CompletedTask, add_tasks, set_terminate_on_completion
-from ._errors import BatchExecutorError, ObjectNotFoundError, StorageError
+from ._errors import BatchExecutorError, ObjectNotFoundError, StorageError, job_ended
 from ._future import JobFuture
 from ._jobs import chunk_task, create_job, new_job_id
 from ._poller import Watch
@@ -87,6 +87,8 @@ class SubmitJob(Watch):
         self._queue: deque[_Call] = deque()
         self._sending: list[_Call] = []
         self._in_flight: dict[str, JobFuture[Any]] = {}
+        # Tasks being cancelled, and their completion if the poller saw it meanwhile.
+        self._cancelling: dict[str, CompletedTask | None] = {}
         self._next_chunk = 0
         self._next_pack = 0
         self._created = False
@@ -152,7 +154,9 @@ class SubmitJob(Watch):
                 self._lock.wait()
             sent = list(self._in_flight.values())
         for future in queued:
-            future.cancel()  # no longer queued: cancelled on the spot
+            # No longer queued, so never sent: cancelled on the spot (its canceller, which
+            # looks for it in the queue, would call it started and leave it pending).
+            Future.cancel(future)
         for future in sent:
             future.cancel()  # terminated on Batch unless it started
 
@@ -268,10 +272,29 @@ class SubmitJob(Watch):
                     )
 
     def _terminate_if_active(self, future: JobFuture[Any]) -> bool:
-        """Terminate the future's task if it has not started; whether it was."""
-        client, deadline = self.context.client, self.context.deadline
+        """Terminate the future's task if it has not started; whether it was.
+
+        Meanwhile a completion of the task (the termination's own, above all) is held
+        back from the resolver, so that the future ends cancelled, not failed.
+        """
         task_id = future.task_id
         assert task_id is not None
+        with self._lock:
+            self._cancelling[task_id] = None
+        terminated = False
+        try:
+            terminated = self._terminate(task_id)
+        finally:
+            with self._lock:
+                completed = self._cancelling.pop(task_id, None)
+                if terminated or completed is not None:
+                    self._in_flight.pop(task_id, None)
+            if completed is not None and not terminated:
+                self.context.background(functools.partial(self._resolve, future, completed))
+        return terminated
+
+    def _terminate(self, task_id: str) -> bool:
+        client, deadline = self.context.client, self.context.deadline
         try:
             task = call(
                 f"get task {task_id!r} of job {self.job_id!r}",
@@ -293,8 +316,6 @@ class SubmitJob(Watch):
         except Exception as error:
             log.warning("batchexecutor: cannot cancel task %s: %s", task_id, describe(error))
             return False
-        with self._lock:
-            self._in_flight.pop(task_id, None)
         return True
 
     # -- the poller's side -------------------------------------------------------------
@@ -312,12 +333,18 @@ class SubmitJob(Watch):
     def on_completed(self, tasks: Sequence[CompletedTask]) -> None:
         for task in tasks:
             with self._lock:
+                if task.id in self._cancelling:  # its cancel() settles it
+                    self._cancelling[task.id] = task
+                    continue
                 future = self._in_flight.pop(task.id, None)
             if future is not None and not future.done():
                 self.context.background(functools.partial(self._resolve, future, task))
 
     def _resolve(self, future: JobFuture[Any], task: CompletedTask) -> None:
         resolve_task(self.context, self.job_id, future, task)
+
+    def on_ended(self, reason: str | None) -> None:
+        self.on_lost(job_ended(self.job_id, reason))
 
     def on_lost(self, error: BaseException) -> None:
         failure = _failure(f"job {self.job_id!r} can no longer be followed", error)

@@ -52,6 +52,13 @@ EXAMPLES: list[BatchExecutorError] = [
     StorageError("cannot read j/result: HTTP 503", name="j/result"),
     ObjectNotFoundError("j/result does not exist", name="j/result"),
     ObjectExistsError("j/result already exists", name="j/result"),
+    _errors.JobError("job 'j' ended (UserTerminate) before this work ran", job_id="j"),
+    _errors.JobNotFoundError("no job 'j' in the Batch account", job_id="j"),
+    _errors.ForeignJobError("job 'j' was not created by batchexecutor", job_id="j"),
+    _errors.IncompleteJobError(
+        "the submission of job 'j' was cut short", job_id="j", added=40, planned=100
+    ),
+    _errors.JobNotDoneError("job 'j' is still running", job_id="j"),
 ]
 
 
