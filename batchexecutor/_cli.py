@@ -1,24 +1,96 @@
-"""Command line: ``batchexecutor`` / ``python -m batchexecutor``."""
+"""Command line: ``batchexecutor`` / ``python -m batchexecutor``.
+
+Managing jobs from any shell, as doAzureParallel's "long running job" guide does from R::
+
+    batchexecutor jobs [--state active,completed] [--json]    getJobList()
+    batchexecutor job JOB_ID [--json]                         getJob(jobId)
+    batchexecutor result JOB_ID [-o FILE] [--errors MODE]     getJobResult(jobId)
+    batchexecutor logs JOB_ID [TASK_ID]                       the failed tasks' output
+    batchexecutor terminate JOB_ID                            stop its tasks
+    batchexecutor delete JOB_ID [--yes]                       deleteJob(jobId), and its data
+
+The Batch account and storage come from the environment (``BatchConfig.from_env()``), or
+with ``--local`` from the local emulator daemon (``--home DIR``, default
+``$BATCHEXECUTOR_HOME``), which these commands never start. Errors are one message on
+stderr and an exit code (:data:`EXIT_CODES`), never a traceback, and never a secret.
+
+``emulator ...`` runs or manages the local emulator and ``demo`` runs a short job.
+This module imports nothing heavy at the top: ``--help`` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
+import textwrap
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._executor import AzureBatchExecutor
+
+#: Exit codes of the job commands.
+EXIT_OK = 0
+EXIT_FAILED = 1  # the job failed, no local daemon runs, the service failed, not confirmed
+EXIT_USAGE = 2  # bad arguments, no configuration, deletion refused without --yes
+EXIT_NOT_FOUND = 3  # no such job (or task)
+EXIT_FOREIGN = 4  # the job was not created by batchexecutor
+EXIT_NOT_DONE = 5  # the job is still running
+EXIT_INCOMPLETE = 6  # the job's submission was cut short
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES = f"""\
+exit codes:
+  {EXIT_OK}  success
+  {EXIT_FAILED}  the job (or its result) failed, no local daemon is running, the service
+     failed, or a deletion was not confirmed
+  {EXIT_USAGE}  bad arguments, no configuration, or delete without --yes off a terminal
+  {EXIT_NOT_FOUND}  no such job or task
+  {EXIT_FOREIGN}  the job was not created by batchexecutor
+  {EXIT_NOT_DONE}  the job is still running
+  {EXIT_INCOMPLETE}  the job's submission was cut short (resume it from Python, or delete it)
+"""
+
+CONFIGURATION = """\
+configuration:
+  Without --local, the Batch account and storage come from the environment:
+  AZURE_BATCH_ENDPOINT, AZURE_BATCH_ACCOUNT, AZURE_BATCH_ACCESS_KEY (or Microsoft Entra
+  ID), and AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT (+ AZURE_STORAGE_KEY),
+  or BATCHEXECUTOR_STORAGE_DIR. With --local, the local emulator daemon of --home DIR
+  (default $BATCHEXECUTOR_HOME or a per-user cache directory) and its local store.
+"""
+
+_STATES = ("active", "completed")
+
+
+class _Failure(Exception):
+    """A job command failed: ``message`` for stderr, ``code`` to exit with."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="batchexecutor",
-        description="concurrent.futures on Azure Batch, and a local Azure Batch emulator.",
+        description="concurrent.futures on Azure Batch: manage its jobs, run the local "
+        "Azure Batch emulator, or try a demo.",
+        epilog=CONFIGURATION + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"batchexecutor {__version__}")
+    _where(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    _job_commands(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -98,6 +170,341 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     return int(args.handler(args))
+
+
+# --------------------------------------------------------------------------- job commands
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    """``--local`` and ``--home``, accepted before the command and after it."""
+    group = parser.add_argument_group("where the jobs are")
+    group.add_argument(
+        "--local",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="use the local emulator daemon (never started by these commands) and its store, "
+        "instead of the environment's configuration",
+    )
+    group.add_argument(
+        "--home",
+        metavar="DIR",
+        default=argparse.SUPPRESS,
+        help="the local daemon's home (implies --local; default: $BATCHEXECUTOR_HOME or a "
+        "per-user cache directory)",
+    )
+
+
+def _job_commands(commands: Any) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    _where(common)
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=textwrap.fill(description, 79),
+            epilog=CONFIGURATION + "\n" + EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        return parser
+
+    def job_id(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("job_id", metavar="JOB_ID", help="the job's ID (bx-map-...)")
+
+    jobs = command(
+        "jobs",
+        "list jobs: Id, State, Status, FailedTasks, TotalTasks",
+        "List the account's jobs, oldest first, with their state, the share of their tasks "
+        "completed, and their failed and total task counts.",
+    )
+    jobs.add_argument(
+        "--state",
+        default=",".join(_STATES),
+        metavar="STATES",
+        help="comma-separated job states to list (default: active,completed; also "
+        "disabling, disabled, enabling, terminating, deleting)",
+    )
+    jobs.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    jobs.set_defaults(handler=_job_command(_jobs))
+
+    job = command(
+        "job",
+        "show one job: its metadata and task counts",
+        "Show a job's metadata (function, chunk size, cloud combine, error mode, items, "
+        "versions) and its tasks by state.",
+    )
+    job_id(job)
+    job.add_argument("--json", action="store_true", help="print a JSON object")
+    job.set_defaults(handler=_job_command(_job))
+
+    result = command(
+        "result",
+        "print (or save) the result of a completed job",
+        "Print the repr() of a completed job's result (a map's list of results, or its "
+        "reduced value; a submit job's outcomes in order), or write it, pickled with "
+        "cloudpickle, to a file.",
+    )
+    job_id(result)
+    result.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        default=None,
+        help="write the result pickled with cloudpickle to FILE instead of printing it",
+    )
+    result.add_argument(
+        "--errors",
+        choices=("raise", "skip", "return"),
+        default=None,
+        help="what failed items become: raise (fail on the first), skip (leave them out) or "
+        "return (the exceptions in place); default: the job's own mode",
+    )
+    result.set_defaults(handler=_job_command(_result))
+
+    logs = command(
+        "logs",
+        "print the output of a job's failed tasks, or of one task",
+        "Print the state, exit code, failure, stdout and stderr (the last MiB of each) of "
+        "TASK_ID, or without it of every failed task of the job.",
+    )
+    job_id(logs)
+    logs.add_argument("task_id", metavar="TASK_ID", nargs="?", default=None, help="a task's ID")
+    logs.add_argument("--json", action="store_true", help="print a JSON list")
+    logs.set_defaults(handler=_job_command(_logs))
+
+    terminate = command(
+        "terminate",
+        "stop a job's tasks (its results so far stay readable)",
+        "Terminate a job: its running tasks are stopped and no more start. What finished "
+        "stays readable; delete the job to remove it.",
+    )
+    job_id(terminate)
+    terminate.set_defaults(handler=_job_command(_terminate))
+
+    delete = command(
+        "delete",
+        "delete a job and everything it stored",
+        "Delete the Batch job and every object it stored (inputs, outcomes, result). "
+        "Asks for confirmation on a terminal; off a terminal it needs --yes.",
+    )
+    job_id(delete)
+    delete.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
+    delete.set_defaults(handler=_job_command(_delete))
+
+
+def _job_command(
+    body: Callable[[AzureBatchExecutor, argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        name = f"batchexecutor {args.command}"
+        try:
+            # Shut down (poller, resolver) on the way out, whatever happens.
+            with _executor(args) as executor:
+                return body(executor, args)
+        except _Failure as failure:
+            _error(name, failure.message)
+            return failure.code
+        except KeyboardInterrupt:
+            _error(name, "interrupted")
+            return EXIT_INTERRUPTED
+        except Exception as error:  # every failure is a message and an exit code
+            code, message = _explain(error, args)
+            _error(name, message)
+            return code
+
+    return handler
+
+
+def _error(name: str, message: str) -> None:
+    from ._retry import redact
+
+    print(f"{name}: {redact(message)}", file=sys.stderr, flush=True)
+
+
+def _executor(args: argparse.Namespace) -> AzureBatchExecutor:
+    """The executor the command works with: local daemon or environment."""
+    from ._config import BatchConfig, ConfigurationError, default_home
+    from ._executor import AzureBatchExecutor
+
+    home_arg = getattr(args, "home", None)
+    if getattr(args, "local", False) or home_arg is not None:
+        from ._daemon import running_daemon
+
+        home = Path(home_arg).expanduser() if home_arg else default_home()
+        daemon = running_daemon(home)
+        if daemon is None:
+            raise _Failure(
+                EXIT_FAILED,
+                f"no local daemon is running for {home}, so there are no local jobs to "
+                "manage (a stopped daemon keeps its jobs: start it with `batchexecutor "
+                f"emulator start --home-dir {home}`)",
+            )
+        config = BatchConfig.for_emulator(
+            daemon.endpoint, daemon.account_name, daemon.account_key, home=home
+        )
+    else:
+        try:
+            config = BatchConfig.from_env()
+        except ConfigurationError as error:
+            raise _Failure(EXIT_USAGE, str(error)) from None
+    return AzureBatchExecutor(config, progress=False)
+
+
+def _explain(error: Exception, args: argparse.Namespace) -> tuple[int, str]:
+    """The exit code and message for a failed job command."""
+    from ._errors import (
+        BatchExecutorError,
+        ForeignJobError,
+        IncompleteJobError,
+        JobNotDoneError,
+        JobNotFoundError,
+        RemoteError,
+        TaskFailedError,
+    )
+    from ._retry import describe
+
+    job_id = getattr(args, "job_id", None)
+    hint = (
+        f"(`--errors return` or `--errors skip` reads the other results; "
+        f"`batchexecutor logs {job_id}` shows the failed tasks' output)"
+    )
+    if isinstance(error, JobNotFoundError):
+        return EXIT_NOT_FOUND, str(error)
+    if isinstance(error, ForeignJobError):
+        return EXIT_FOREIGN, str(error)
+    if isinstance(error, JobNotDoneError):
+        return EXIT_NOT_DONE, f"{error}. Or run `batchexecutor job {job_id}` to see its progress"
+    if isinstance(error, IncompleteJobError):
+        return EXIT_INCOMPLETE, f"{error}; or `batchexecutor delete {job_id}`"
+    if isinstance(error, BatchExecutorError):  # ours, e.g. a task that died: its message
+        if args.command == "result" and isinstance(error, (RemoteError, TaskFailedError)):
+            return EXIT_FAILED, f"{error}\n{hint}"
+        return EXIT_FAILED, str(error)
+    if isinstance(error.__cause__, RemoteError):  # the job's function raised on a node
+        return EXIT_FAILED, (
+            f"the job's function raised {describe(error)}\n{error.__cause__}\n{hint}"
+        )
+    if isinstance(error, ValueError):  # bad arguments (a job ID, a state), configuration
+        return EXIT_USAGE, str(error)
+    return EXIT_FAILED, describe(error)
+
+
+def _jobs(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    from ._manage import format_jobs
+
+    states = [state.strip().lower() for state in args.state.split(",") if state.strip()]
+    if not states:
+        raise _Failure(EXIT_USAGE, "--state needs at least one job state, e.g. active")
+    jobs = executor.list_jobs(states)
+    if args.json:
+        print(json.dumps([job.to_json() for job in jobs], indent=2))
+    elif jobs:
+        print(format_jobs(jobs))
+    else:
+        print(f"No jobs in state {' or '.join(states)}.")
+    return EXIT_OK
+
+
+def _job(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    info = executor.get_job(args.job_id)
+    if args.json:
+        data = info.to_json()
+        data["terminate_reason"] = info.terminate_reason
+        print(json.dumps(data, indent=2))
+    else:
+        print(info)
+    return EXIT_OK
+
+
+def _result(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    value = executor.job_result(args.job_id, errors=args.errors)
+    if args.output is None:
+        print(repr(value))
+        return EXIT_OK
+    import cloudpickle
+
+    path = Path(args.output).expanduser()
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "wb") as file:
+        cloudpickle.dump(value, file)
+    temporary.replace(path)
+    print(f"wrote the result of job {args.job_id} to {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _logs(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    logs = executor.job_logs(args.job_id, args.task_id)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "task_id": log.task_id,
+                        "state": log.state,
+                        "exit_code": log.exit_code,
+                        "failure": log.failure,
+                        "stdout": log.stdout,
+                        "stderr": log.stderr,
+                    }
+                    for log in logs
+                ],
+                indent=2,
+            )
+        )
+    elif not logs:
+        print(
+            f"job {args.job_id} has no failed tasks (name a task to see its output: "
+            f"batchexecutor logs {args.job_id} TASK_ID)"
+        )
+    else:
+        print("\n\n".join(str(log) for log in logs))
+    return EXIT_OK
+
+
+def _terminate(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    if executor.terminate_job(args.job_id):
+        print(
+            f"terminated job {args.job_id}: its running tasks are stopped; what finished stays "
+            f"readable (batchexecutor result {args.job_id} --errors return)"
+        )
+    else:
+        print(f"job {args.job_id} had already ended: nothing to terminate")
+    return EXIT_OK
+
+
+def _delete(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
+    from ._errors import JobNotFoundError
+    from ._names import check_job_id
+
+    job_id = check_job_id(args.job_id)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise _Failure(
+                EXIT_USAGE,
+                f"refusing to delete job {job_id} without confirmation: stdin is not a "
+                "terminal; pass --yes to delete it",
+            )
+        try:
+            info = executor.get_job(job_id)
+        except JobNotFoundError:
+            what = f"job {job_id} is not in the Batch account; delete whatever is stored for it"
+        else:
+            kind = "" if info.kind is not None else ", not a batchexecutor job"
+            what = (
+                f"delete job {job_id} ({info.state}, {info.counts.total} tasks{kind}) and "
+                "everything it stored"
+            )
+        print(f"{what}? This cannot be undone. [y/N] ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            raise _Failure(EXIT_FAILED, f"not confirmed: job {job_id} was not deleted")
+    executor.delete_job(job_id)
+    print(f"deleted job {job_id} and everything it stored")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- emulator, demo
 
 
 def _emulator(args: argparse.Namespace) -> int:

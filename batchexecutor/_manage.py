@@ -395,6 +395,11 @@ class AttachedTasks(Watch):
                     functools.partial(resolve_task, self.context, self.job_id, future, task)
                 )
 
+    def on_ended(self, reason: str | None) -> None:
+        from ._errors import job_ended
+
+        self.on_lost(job_ended(self.job_id, reason))
+
     def on_lost(self, error: BaseException) -> None:
         from ._submitter import _failure, settle
 
@@ -520,7 +525,10 @@ def resume(
 
 def _check_done(context: Context, info: JobInfo) -> None:
     """Raise :class:`JobNotDoneError` unless every task is completed (listed, not counted:
-    Batch's counts may lag)."""
+    Batch's counts may lag) or the job has ended (terminated: its tasks that never ran
+    stay active for ever, and stand for failures)."""
+    if info.state == "completed":
+        return
     unfinished = call(
         f"list the unfinished tasks of job {info.job_id!r}",
         lambda: next(
