@@ -9,6 +9,7 @@ not load the Azure SDK it may not need. The local Azure Batch emulator lives in
 from __future__ import annotations
 
 from importlib import import_module
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -35,12 +36,23 @@ if TYPE_CHECKING:
     from ._future import JobFuture
     from ._jobs import JobExistsError
     from ._manage import JobInfo, JobSummary, TaskLog, format_jobs
+    from ._pool import (
+        Autoscale,
+        ContainerRegistry,
+        PoolError,
+        PoolInfo,
+        PoolSpec,
+        PoolWarning,
+        VmImage,
+    )
 
 __all__ = [
+    "Autoscale",
     "AzureBatchExecutor",
     "BatchConfig",
     "BatchExecutorError",
     "ConfigurationError",
+    "ContainerRegistry",
     "CorruptObjectError",
     "ForeignJobError",
     "IncompleteJobError",
@@ -53,12 +65,17 @@ __all__ = [
     "JobSummary",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "PoolError",
+    "PoolInfo",
+    "PoolSpec",
+    "PoolWarning",
     "RemoteError",
     "SerializationError",
     "StorageError",
     "TaskFailedError",
     "TaskLog",
     "VersionMismatchError",
+    "VmImage",
     "__version__",
     "format_jobs",
 ]
@@ -69,6 +86,18 @@ _HOMES = {
     "ConfigurationError": "._config",
     "JobFuture": "._future",
     "JobExistsError": "._jobs",
+    **{
+        name: "._pool"
+        for name in (
+            "Autoscale",
+            "ContainerRegistry",
+            "PoolError",
+            "PoolInfo",
+            "PoolSpec",
+            "PoolWarning",
+            "VmImage",
+        )
+    },
     **{name: "._manage" for name in ("JobInfo", "JobSummary", "TaskLog", "format_jobs")},
     **{
         name: "._errors"
@@ -102,4 +131,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    # The public API, loaded submodules (emulator, worker) and dunders; not the helpers
+    # this module imports for itself (import_module, Any, TYPE_CHECKING, annotations).
+    own = {name for name in globals() if name.startswith("__")}
+    submodules = {name for name, value in globals().items() if isinstance(value, ModuleType)}
+    return sorted(own | submodules | set(__all__))

@@ -19,41 +19,85 @@ Secrets (account keys, connection strings, credential objects) never appear in a
 and pickling a configuration drops them (an unpickled configuration says so when asked
 for a client).
 
-Environment variables (:meth:`BatchConfig.from_env`) use the Azure CLI's names where it
-has them:
+Every setting can be given three ways: as an argument of ``BatchConfig`` (or of
+:meth:`BatchConfig.load`), as an environment variable (:meth:`BatchConfig.from_env`; the
+Azure CLI's names where it has them), or as a key of a TOML configuration file
+(:meth:`BatchConfig.from_file`; the keys are the arguments' names, at the top level):
 
-=================================== ================================================
-``AZURE_BATCH_ENDPOINT``            Batch account endpoint (required)
-``AZURE_BATCH_ACCOUNT``             Batch account name (shared key)
-``AZURE_BATCH_ACCESS_KEY``          Batch account key (shared key; without it,
-                                    Microsoft Entra ID via DefaultAzureCredential)
-``AZURE_STORAGE_CONNECTION_STRING`` storage connection string
-``AZURE_STORAGE_ACCOUNT``           storage account name
-``AZURE_STORAGE_KEY``               storage account key (without it, Entra ID)
-``BATCHEXECUTOR_STORAGE_ACCOUNT_URL`` blob endpoint, e.g. for sovereign clouds
-``BATCHEXECUTOR_STORAGE_DIR``       a local directory as storage instead of Blob
-``BATCHEXECUTOR_CONTAINER``         blob container (default ``batchexecutor``)
-``BATCHEXECUTOR_POOL_ID``           default pool ID
-``BATCHEXECUTOR_POLL_INTERVAL_MIN`` poller's shortest interval, seconds
-``BATCHEXECUTOR_POLL_INTERVAL_MAX`` poller's longest interval, seconds
-``BATCHEXECUTOR_RETENTION``         keep jobs this long (``3600``, ``90m``, ``12h``,
-                                    ``7d``; ``none`` keeps them until deleted)
-``BATCHEXECUTOR_REQUEST_DEADLINE``  seconds one request may take with its retries
-``BATCHEXECUTOR_HOME``              local mode's home (emulator daemon state, local
-                                    storage); default a per-user cache directory
-=================================== ================================================
+=============================== ===================================== ==============================
+argument and file key           environment variable                  meaning
+=============================== ===================================== ==============================
+``batch_endpoint``              ``AZURE_BATCH_ENDPOINT``              Batch account endpoint
+                                                                      (required)
+``batch_account_name``          ``AZURE_BATCH_ACCOUNT``               Batch account name (shared
+                                                                      key)
+``batch_account_key`` (secret)  ``AZURE_BATCH_ACCESS_KEY``            Batch account key (shared key;
+                                                                      without it, Microsoft Entra ID
+                                                                      via DefaultAzureCredential)
+``batch_credential``            (argument only)                       a ``TokenCredential`` for
+                                                                      Batch
+``storage_connection_string``   ``AZURE_STORAGE_CONNECTION_STRING``   storage connection string
+(secret)
+``storage_account_name``        ``AZURE_STORAGE_ACCOUNT``             storage account name
+``storage_account_key``         ``AZURE_STORAGE_KEY``                 storage account key (without
+(secret)                                                              it, Entra ID)
+``storage_credential``          (argument only)                       a ``TokenCredential`` for
+                                                                      storage
+``storage_account_url``         ``BATCHEXECUTOR_STORAGE_ACCOUNT_URL`` blob endpoint, e.g. for
+                                                                      sovereign clouds
+``storage_dir``                 ``BATCHEXECUTOR_STORAGE_DIR``         a local directory as storage
+                                                                      instead of Blob (local
+                                                                      emulator only; in a file,
+                                                                      relative to the file)
+``storage_container``           ``BATCHEXECUTOR_CONTAINER``           blob container (default
+                                                                      ``batchexecutor``)
+``pool_id``                     ``BATCHEXECUTOR_POOL_ID``             default pool ID
+``poll_interval_min``           ``BATCHEXECUTOR_POLL_INTERVAL_MIN``   poller's shortest interval,
+                                                                      seconds
+``poll_interval_max``           ``BATCHEXECUTOR_POLL_INTERVAL_MAX``   poller's longest interval,
+                                                                      seconds
+``retention``                   ``BATCHEXECUTOR_RETENTION``           keep jobs this long (``3600``,
+                                                                      ``90m``, ``12h``, ``7d``;
+                                                                      ``none`` keeps them until
+                                                                      deleted)
+``request_deadline``            ``BATCHEXECUTOR_REQUEST_DEADLINE``    seconds one request may take
+                                                                      with its retries
+(not a setting)                 ``BATCHEXECUTOR_CONFIG``              the configuration file
+                                                                      (default below)
+(not a setting)                 ``BATCHEXECUTOR_HOME``                local mode's home (emulator
+                                                                      daemon state, local storage);
+                                                                      default a per-user cache
+                                                                      directory
+=============================== ===================================== ==============================
+
+In a file, durations are numbers of seconds or strings with a unit (``"90m"``). The
+default file is ``$BATCHEXECUTOR_CONFIG``, else ``config.toml`` in the user's
+configuration directory: ``$XDG_CONFIG_HOME/batchexecutor/`` (``~/.config/batchexecutor/``
+without it; ``%APPDATA%\\batchexecutor\\`` on Windows), see :func:`default_config_path`.
+A file may hold secrets (keep it private: ``chmod 600``; a warning says when others can
+read it); they are never shown either.
+
+:meth:`BatchConfig.load` merges the three: **explicit arguments > environment variables >
+the file > defaults**, setting by setting. Where two settings exclude each other (a local
+``storage_dir`` and a blob account; a connection string and an account name, URL or key;
+an account key and a credential), the one from the stronger source wins and the other is
+ignored; both from the same source is an error. :meth:`from_env` and :meth:`from_file`
+read one source only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import difflib
 import hmac
+import importlib
 import ipaddress
 import math
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -75,6 +119,7 @@ __all__ = [
     "BatchConfig",
     "ConfigurationError",
     "Secret",
+    "default_config_path",
     "default_home",
 ]
 
@@ -104,6 +149,8 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = {
     "BATCHEXECUTOR_RETENTION": "keep jobs this long (3600, 90m, 12h, 7d; none = until deleted)",
     "BATCHEXECUTOR_REQUEST_DEADLINE": "seconds one request may take, retries included",
     "BATCHEXECUTOR_HOME": "local mode's home directory (default: a per-user cache directory)",
+    "BATCHEXECUTOR_CONFIG": "the configuration file (default: config.toml in the user's "
+    "configuration directory, see default_config_path)",
 }
 
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -200,6 +247,21 @@ def default_home(environ: Mapping[str, str] | None = None) -> Path:
         return Path.home() / "Library" / "Caches" / "batchexecutor"
     cache = (env.get("XDG_CACHE_HOME") or "").strip()
     return (Path(cache) if cache else Path.home() / ".cache") / "batchexecutor"
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """The configuration file: ``$BATCHEXECUTOR_CONFIG``, else ``config.toml`` in the user's
+    configuration directory (``$XDG_CONFIG_HOME/batchexecutor``, ``~/.config/batchexecutor``
+    without it; ``%APPDATA%\\batchexecutor`` on Windows). It need not exist."""
+    env = os.environ if environ is None else environ
+    given = (env.get("BATCHEXECUTOR_CONFIG") or "").strip()
+    if given:
+        return Path(given).expanduser()
+    if sys.platform == "win32":
+        base = env.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "batchexecutor" / "config.toml"
+    config = (env.get("XDG_CONFIG_HOME") or "").strip()
+    return (Path(config) if config else Path.home() / ".config") / "batchexecutor" / "config.toml"
 
 
 # --------------------------------------------------------------------------- the config
@@ -606,6 +668,90 @@ class BatchConfig:
         arguments.update(changes)
         return cls(endpoint, **arguments)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str] | None = None) -> BatchConfig:
+        """A configuration from a TOML file alone (see the module's table for its keys).
+
+        ``path`` defaults to :func:`default_config_path`. Errors name the file and the key
+        (never a secret's value); a missing file, unknown keys and values of the wrong type
+        are errors too.
+        """
+        file = Path(path).expanduser() if path is not None else default_config_path()
+        values, labels = _file_settings(file)
+        labels = {**{name: f"{name} in {file}" for name in _FIELDS}, **labels}
+        if "batch_endpoint" not in values:
+            raise ConfigurationError(
+                f"batch_endpoint in {file} is required: add batch_endpoint = "
+                '"https://<account>.<region>.batch.azure.com" to the file',
+                setting=labels["batch_endpoint"],
+            )
+        return cls._merged(values, labels)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **arguments: Any,
+    ) -> BatchConfig:
+        """The configuration from arguments, environment and file, merged.
+
+        Precedence, setting by setting: ``arguments`` (``None`` counts as not given) >
+        environment variables > the file > defaults. Of two settings that exclude each
+        other (e.g. ``storage_dir`` and a blob account), the one from the stronger source
+        wins. The file is ``path`` (which must exist), else ``$BATCHEXECUTOR_CONFIG``
+        (which must exist), else :func:`default_config_path` if it exists.
+        """
+        env = os.environ if environ is None else environ
+        unknown = set(arguments) - set(_FIELDS)
+        if unknown:
+            raise TypeError(f"BatchConfig has no setting {sorted(unknown)[0]!r}")
+        file: Path | None
+        if path is not None:
+            file = Path(path).expanduser()
+        else:
+            file = default_config_path(env)
+            if not (env.get("BATCHEXECUTOR_CONFIG") or "").strip() and not file.is_file():
+                file = None
+        layers: list[tuple[dict[str, Any], dict[str, str]]] = []
+        if file is not None:
+            layers.append(_file_settings(file))
+        layers.append(_env_settings(env))
+        given = {name: value for name, value in arguments.items() if value is not None}
+        layers.append((given, {name: name for name in given}))
+        values: dict[str, Any] = {}
+        labels: dict[str, str] = {}
+        rank: dict[str, int] = {}
+        for level, (layer, layer_labels) in enumerate(layers):
+            for name, value in layer.items():
+                values[name], labels[name], rank[name] = value, layer_labels[name], level
+        _drop_overridden(values, rank)
+        if "batch_endpoint" not in values:
+            where = file if file is not None else default_config_path(env)
+            raise ConfigurationError(
+                _NO_CONFIGURATION + f" Or put the settings in the file {where} (TOML; keys "
+                "named like BatchConfig's arguments, e.g. batch_endpoint).",
+                setting="AZURE_BATCH_ENDPOINT",
+            )
+        return cls._merged(values, labels)
+
+    @classmethod
+    def _merged(cls, values: Mapping[str, Any], labels: Mapping[str, str]) -> BatchConfig:
+        """Validate ``values`` (with defaults for what is missing), naming settings by
+        ``labels``."""
+        given: dict[str, Any] = {
+            "storage_container": DEFAULT_CONTAINER,
+            "poll_interval_min": AZURE_POLL_INTERVAL[0],
+            "poll_interval_max": AZURE_POLL_INTERVAL[1],
+            "retention": None,
+            "request_deadline": DEFAULT_REQUEST_DEADLINE,
+            **values,
+        }
+        config = cls.__new__(cls)
+        config._init(given, labels=labels)
+        return config
+
     def replace(self, **changes: Any) -> BatchConfig:
         """A copy with some arguments changed (validated again)."""
         if self._stripped:
@@ -826,6 +972,176 @@ def _parse_seconds(text: str, variable: str) -> float:
             setting=variable,
         )
     return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+# Settings of which only one may be given: (group, alternatives). The stronger source wins.
+_EXCLUSIVE: Final = (
+    (
+        ("storage_dir",),
+        ("storage_connection_string",),
+        (
+            "storage_account_url",
+            "storage_account_name",
+            "storage_account_key",
+            "storage_credential",
+        ),
+    ),
+    (("storage_account_key",), ("storage_credential",)),
+    (("batch_account_key",), ("batch_credential",)),
+)
+_STRING_KEYS: Final = (
+    "batch_endpoint",
+    "batch_account_name",
+    "storage_account_url",
+    "storage_account_name",
+    "storage_container",
+    "pool_id",
+)
+_DURATION_KEYS: Final = ("poll_interval_min", "poll_interval_max", "request_deadline")
+
+
+def _drop_overridden(values: dict[str, Any], rank: Mapping[str, int]) -> None:
+    """Drop settings excluded by one from a stronger source (same source: kept, so that
+    validation reports the conflict)."""
+    for alternatives in _EXCLUSIVE:
+        levels = [
+            max((rank[n] for n in names if n in values), default=-1) for names in alternatives
+        ]
+        strongest = max(levels)
+        if strongest < 0:
+            continue
+        for names, level in zip(alternatives, levels, strict=True):
+            if 0 <= level < strongest:
+                for name in names:
+                    values.pop(name, None)
+
+
+def _env_settings(env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings the environment gives (only those set), for :meth:`BatchConfig.load`."""
+    values: dict[str, Any] = {}
+    for name, variable in _ENV_LABELS.items():
+        text = (env.get(variable) or "").strip()
+        if not text:
+            continue
+        if name in _DURATION_KEYS:
+            values[name] = _parse_seconds(text, variable)
+        elif name == "retention":
+            if text.lower() not in ("none", "keep", "forever"):
+                values[name] = _parse_seconds(text, variable)
+        else:
+            values[name] = text
+    if "storage_connection_string" in values:
+        # As in from_env (the Azure CLI's precedence): the connection string wins.
+        for name in ("storage_account_name", "storage_account_url", "storage_account_key"):
+            values.pop(name, None)
+    return values, {name: _ENV_LABELS[name] for name in values}
+
+
+def _load_toml(file: Path) -> dict[str, Any]:
+    tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    try:
+        with file.open("rb") as handle:
+            data: dict[str, Any] = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"the configuration file {file} does not exist: create it (TOML, keys named like "
+            'BatchConfig\'s arguments, e.g. batch_endpoint = "https://..."), point '
+            "BATCHEXECUTOR_CONFIG at another file, or use environment variables "
+            "(AZURE_BATCH_ENDPOINT, ...)",
+            setting=str(file),
+        ) from None
+    except IsADirectoryError:
+        raise ConfigurationError(
+            f"the configuration file {file} is a directory", setting=str(file)
+        ) from None
+    except OSError as error:
+        raise ConfigurationError(
+            f"the configuration file {file} cannot be read: {error.strerror}", setting=str(file)
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        # tomllib's messages give the position, never the text: no secret can leak here.
+        raise ConfigurationError(
+            f"the configuration file {file} is not valid TOML: {error}; strings need quotes, "
+            'e.g. pool_id = "my-pool"',
+            setting=str(file),
+        ) from None
+    return data
+
+
+def _file_settings(file: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    """The settings of a TOML file, type-checked, with labels naming the key and the file."""
+    data = _load_toml(file)
+    env_names = {variable: name for name, variable in _ENV_LABELS.items()}
+    values: dict[str, Any] = {}
+    labels: dict[str, str] = {}
+    for key, value in data.items():
+        label = f"{key} in {file}"
+        if key in _CREDENTIAL_FIELDS:
+            raise ConfigurationError(
+                f"{label}: a credential object cannot come from a file; pass it as an "
+                f"argument (BatchConfig.load({key}=...)), or leave it out to use "
+                "DefaultAzureCredential",
+                setting=label,
+            )
+        if key not in _FIELDS:
+            if key.upper() in env_names:
+                hint = f"; the file's key for {key.upper()} is {env_names[key.upper()]!r}"
+            else:
+                close = difflib.get_close_matches(key, _FIELDS, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+            kind = "table" if isinstance(value, dict) else "key"
+            keys = ", ".join(n for n in _FIELDS if n not in _CREDENTIAL_FIELDS)
+            raise ConfigurationError(
+                f"unknown {kind} {key!r} in {file}{hint} (settings are top-level keys named "
+                f"like BatchConfig's arguments: {keys})",
+                setting=label,
+            )
+        labels[key] = label
+        if key in _SECRET_FIELDS:
+            if not isinstance(value, str):
+                raise ConfigurationError(
+                    f"{label} must be a string in quotes (value not shown)", setting=label
+                )
+            values[key] = Secret(value)
+        elif key in _STRING_KEYS:
+            if not isinstance(value, str):
+                raise ConfigurationError(
+                    f"{label} must be a string in quotes, got {value!r}", setting=label
+                )
+            values[key] = value
+        elif key == "storage_dir":
+            if not isinstance(value, str) or not value.strip():
+                raise ConfigurationError(
+                    f"{label} must be a directory path in quotes, got {value!r}", setting=label
+                )
+            directory = Path(value).expanduser()
+            values[key] = directory if directory.is_absolute() else file.parent / directory
+        else:  # durations
+            if isinstance(value, str):
+                if key == "retention" and value.strip().lower() in ("none", "keep", "forever"):
+                    values[key] = None
+                    continue
+                values[key] = _parse_seconds(value, label)
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                values[key] = value
+            else:
+                raise ConfigurationError(
+                    f'{label} must be a number of seconds or a string such as "90m", got {value!r}',
+                    setting=label,
+                )
+    secrets = [key for key in _SECRET_FIELDS if key in values]
+    if secrets and os.name == "posix":
+        try:
+            mode = file.stat().st_mode
+        except OSError:
+            mode = 0
+        if mode & 0o077:
+            warnings.warn(
+                f"{file} holds secrets ({', '.join(secrets)}) and other users may read it: "
+                f"chmod 600 {file}",
+                stacklevel=3,
+            )
+    return values, labels
 
 
 def _endpoint(value: str, name: str, label: Callable[[str], str]) -> str:

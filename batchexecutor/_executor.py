@@ -16,14 +16,16 @@ executor is referenced only by its user, and shuts down (without waiting) when d
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
@@ -40,6 +42,9 @@ from ._names import check_job_id
 from ._poller import Poller
 from ._retry import call, error_code
 from ._submitter import SubmitJob, flush_all
+
+if TYPE_CHECKING:
+    from ._pool import Autoscale, PoolInfo, PoolSpec
 
 __all__ = ["LOCAL_POOL", "AzureBatchExecutor"]
 
@@ -88,10 +93,21 @@ class AzureBatchExecutor(Executor):
     ``config`` says where Batch and storage are; ``pool_id`` (default
     ``config.pool_id``) names an existing pool; ``max_workers`` caps the tasks of each of
     this executor's jobs running at once (Batch's ``maxParallelTasks``; ``None``: the
-    pool's capacity). ``python`` is the interpreter command on the nodes;
-    ``max_payload_size`` bounds one call's pickled function and arguments;
-    ``node_environment`` adds environment variables to every task; ``progress`` shows a
-    progress bar while you wait on a job (default: when stderr is a terminal).
+    pool's capacity). ``python`` is the interpreter command on the nodes (default: the
+    pool's, see below; else ``python3``); ``max_payload_size`` bounds one call's pickled
+    function and arguments; ``node_environment`` adds environment variables to every
+    task; ``progress`` shows a progress bar while you wait on a job (default: when stderr
+    is a terminal).
+
+    ``pool``, a :class:`~batchexecutor.PoolSpec`, makes the executor create that pool, or
+    reuse an existing pool with its ID (a :class:`~batchexecutor.PoolWarning` says how it
+    differs from the spec; a pool being deleted is waited for, then created anew); tasks
+    then run the spec's interpreter (its virtual environment with ``packages``).
+    ``wait_for_nodes`` (default: ``True`` with ``pool``, else ``False``; a number is a
+    timeout in seconds) makes the first submission wait until a node of the pool can run
+    tasks, raising :class:`~batchexecutor.PoolError` with a node's stderr when every node
+    failed its start task (see :meth:`wait_for_nodes`). ``delete_pool_on_shutdown``
+    deletes the pool at :meth:`shutdown`, once the work is done.
     """
 
     def __init__(
@@ -100,10 +116,13 @@ class AzureBatchExecutor(Executor):
         pool_id: str | None = None,
         max_workers: int | None = None,
         *,
-        python: str = "python3",
+        python: str | None = None,
         max_payload_size: int = DEFAULT_MAX_PAYLOAD_SIZE,
         node_environment: dict[str, str] | None = None,
         progress: bool | None = None,
+        pool: PoolSpec | None = None,
+        wait_for_nodes: bool | float | None = None,
+        delete_pool_on_shutdown: bool = False,
     ) -> None:
         if max_workers is not None:
             if isinstance(max_workers, bool) or not isinstance(max_workers, int):
@@ -115,10 +134,44 @@ class AzureBatchExecutor(Executor):
                 "config must be a BatchConfig (e.g. BatchConfig.from_env()), "
                 f"got {type(config).__name__}"
             )
-        pool = pool_id or config.pool_id or ""  # needed to run work, not to manage jobs
+        if pool is not None:
+            from ._pool import PoolSpec
+
+            if not isinstance(pool, PoolSpec):
+                raise TypeError(f"pool must be a PoolSpec, got {type(pool).__name__}")
+            if pool_id is not None and pool_id != pool.pool_id:
+                raise ValueError(
+                    f"pool_id {pool_id!r} and pool=PoolSpec({pool.pool_id!r}, ...) disagree: "
+                    "give one"
+                )
+            python = python or pool.python
+        spec = pool
+        pool_name = spec.pool_id if spec is not None else pool_id or config.pool_id or ""
         if max_payload_size <= 0:
             raise ValueError("max_payload_size must be greater than 0")
         client = config.batch_client()
+        self._pool_spec = spec
+        self._pool_created = False
+        if spec is not None:
+            from ._pool import ensure_pool
+
+            try:
+                self._pool_created = ensure_pool(
+                    client,
+                    spec,
+                    deadline=config.request_deadline,
+                    interval=(config.poll_interval_min, config.poll_interval_max),
+                )
+            except BaseException:
+                client.close()
+                raise
+        self._wait_nodes: bool | float = (
+            spec is not None if wait_for_nodes is None else wait_for_nodes
+        )
+        self._nodes_ready = threading.Event()
+        self._nodes_lock = threading.Lock()
+        self._delete_pool_on_shutdown = delete_pool_on_shutdown
+        self._pool_deleted = False
         store, reference = open_config_store(config)
         poller = Poller(
             client,
@@ -131,8 +184,8 @@ class AzureBatchExecutor(Executor):
             client=client,
             store=store,
             store_reference=reference,
-            pool_id=pool,
-            python=python,
+            pool_id=pool_name,
+            python=python or "python3",
             max_workers=max_workers,
             max_payload_size=max_payload_size,
             environment=dict(node_environment or {}),
@@ -189,6 +242,7 @@ class AzureBatchExecutor(Executor):
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> JobFuture[T]:
         """Run ``fn(*args, **kwargs)`` as a Batch task; pickling errors are raised here."""
+        self._ensure_nodes()
         with self._shutdown_lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -220,7 +274,7 @@ class AzureBatchExecutor(Executor):
             fn, iterables, chunksize, combine, reduce, errors, job_id, future=True
         )
         assert job.whole is not None
-        job.whole._partial = self.partial_results
+        job.whole._partial = self._partial_reader()
         self._job_futures.add(job.whole)
         return job.whole
 
@@ -244,7 +298,7 @@ class AzureBatchExecutor(Executor):
         job = self._start_map(
             fn, iterables, chunksize, True, None, "raise", new_job_id("map"), future=False
         )
-        return _results(job, end)
+        return _MapResults(job, end)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No new work; ``cancel_futures`` cancels calls that have not started; ``wait``
@@ -262,8 +316,21 @@ class AzureBatchExecutor(Executor):
             self._submits.join()
             self._context.poller.join()
             self._context.resolver.shutdown(wait=True)
-        # Without wait, the resolver threads stay: futures still resolve, and the threads
-        # end with the executor's context once its work is done.
+            if self._delete_pool_on_shutdown:
+                self._delete_pool()
+        elif self._delete_pool_on_shutdown:
+            threading.Thread(
+                target=self._delete_pool_after_work, name="batchexecutor-delete-pool", daemon=True
+            ).start()
+        if not wait:
+            # Without wait, the resolver threads stay while work is pending (futures still
+            # resolve), and end once it is done, whether or not the executor is kept.
+            threading.Thread(
+                target=_release_resolver,
+                args=(self._submits, self._context),
+                name="batchexecutor-shutdown",
+                daemon=True,
+            ).start()
 
     # -- long-running jobs -----------------------------------------------------------------
 
@@ -280,7 +347,7 @@ class AzureBatchExecutor(Executor):
         future = _manage.attach(self._context, job_id, task_id, self._attached)
         if task_id is None:
             self._job_futures.add(future)
-            future._partial = self.partial_results
+            future._partial = self._partial_reader()
         return future
 
     def resume(
@@ -289,7 +356,7 @@ class AzureBatchExecutor(Executor):
         """Finish the submission of a ``map_async`` job that was cut short (its submitter
         died), given the same function and iterables; a live future for the job."""
         future = _manage.resume(self._context, job_id, fn, iterables)
-        future._partial = self.partial_results
+        future._partial = self._partial_reader()
         self._job_futures.add(future)
         return future
 
@@ -312,6 +379,11 @@ class AzureBatchExecutor(Executor):
         """``(item index, value)`` of the items finished so far; the job may still run."""
         return _manage.partial_results(self._context, job_id)
 
+    def _partial_reader(self) -> Callable[[str], Iterator[tuple[int, Any]]]:
+        """:meth:`partial_results` for a future, holding the context, not the executor: a
+        future kept by the caller must not keep a dropped executor (and its threads)."""
+        return functools.partial(_manage.partial_results, self._context)
+
     def job_logs(self, job_id: str, task_id: str | None = None) -> list[_manage.TaskLog]:
         """stdout and stderr of a task, or of the job's failed tasks."""
         return _manage.job_logs(self._context, job_id, task_id)
@@ -323,6 +395,91 @@ class AzureBatchExecutor(Executor):
     def delete_job(self, job_id: str) -> bool:
         """Delete the Batch job and all its stored data."""
         return _manage.delete(self._context, job_id)
+
+    # -- the pool ----------------------------------------------------------------------------
+
+    def pool_info(self) -> PoolInfo:
+        """The pool's state, node state counts, resize errors and start task failures (with
+        the end of their stderr); ``print()`` it for a summary."""
+        from ._pool import pool_info
+
+        self._require_pool()
+        return pool_info(self._context.client, self.pool_id, deadline=self._context.deadline)
+
+    def wait_for_nodes(self, timeout: float | None = None, *, min_nodes: int = 1) -> PoolInfo:
+        """Wait until ``min_nodes`` nodes can run tasks; the pool's :class:`PoolInfo`.
+
+        Raises :class:`~batchexecutor.PoolError` (with a failed node's stderr) as soon as
+        the pool settled without enough usable nodes (start tasks failed, nodes unusable,
+        or resize errors such as a quota), and ``TimeoutError`` after ``timeout`` seconds.
+        A pool at zero nodes with a target of zero (autoscale from zero) is returned at
+        once. Progress lines go to stderr when ``progress`` is on.
+        """
+        from ._pool import wait_for_nodes
+        from ._progress import enabled
+
+        self._require_pool()
+        config = self._context.config
+        return wait_for_nodes(
+            self._context.client,
+            self.pool_id,
+            deadline=config.request_deadline,
+            timeout=timeout,
+            min_nodes=min_nodes,
+            interval=(min(0.05, config.poll_interval_min), config.poll_interval_max),
+            progress=sys.stderr if enabled(self._context.progress) else None,
+        )
+
+    def resize_pool(
+        self,
+        dedicated: int | None = None,
+        spot: int | None = None,
+        *,
+        autoscale: Autoscale | None = None,
+    ) -> None:
+        """Resize the pool to ``dedicated`` and ``spot`` nodes (``None`` keeps that target;
+        autoscale is switched off), or switch it to the ``autoscale`` formula."""
+        from ._pool import resize_pool
+
+        self._require_pool()
+        resize_pool(
+            self._context.client,
+            self.pool_id,
+            dedicated=dedicated,
+            spot=spot,
+            autoscale=autoscale,
+            deadline=self._context.deadline,
+        )
+
+    @property
+    def pool_created(self) -> bool:
+        """Whether this executor created its pool (from ``pool=``), rather than reused it."""
+        return self._pool_created
+
+    def _ensure_nodes(self) -> None:
+        """Before the first submission: wait for a usable node, if asked to."""
+        if self._wait_nodes is False or self._nodes_ready.is_set() or self._shutdown:
+            return
+        with self._nodes_lock:
+            if self._nodes_ready.is_set():  # another thread waited meanwhile
+                return
+            timeout = None if self._wait_nodes is True else float(self._wait_nodes)
+            self.wait_for_nodes(timeout)
+            self._nodes_ready.set()
+
+    def _delete_pool(self) -> None:
+        from ._pool import delete_pool
+
+        with self._nodes_lock:
+            if self._pool_deleted or not self.pool_id:
+                return
+            self._pool_deleted = True
+        delete_pool(self._context.client, self.pool_id, deadline=self._context.deadline)
+
+    def _delete_pool_after_work(self) -> None:
+        self._submits.join()
+        self._context.poller.join()
+        self._delete_pool()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -401,6 +558,7 @@ class AzureBatchExecutor(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
         self._require_pool()
+        self._ensure_nodes()
         context = self._context
         whole: JobFuture[Any] | None = None
         if future:
@@ -424,7 +582,16 @@ class AzureBatchExecutor(Executor):
         return job
 
 
-def _results(job: MapJob, end: float | None) -> Iterator[Any]:
+def _release_resolver(submits: SubmitJob, context: Context) -> None:
+    """After ``shutdown(wait=False)``: once no completion can come any more, let the
+    resolver's threads end when their queued work is done (later work, such as a map's
+    clean-up, runs on a thread of its own: see ``Context.background``)."""
+    submits.join()
+    context.poller.join()
+    context.resolver.shutdown(wait=False)
+
+
+def _results(job: MapJob, end: float | None) -> Generator[Any, None, None]:
     try:
         if job.progress is None:
             yield from job.iterate(end)
@@ -433,6 +600,25 @@ def _results(job: MapJob, end: float | None) -> Iterator[Any]:
                 yield from job.iterate(end)
     finally:
         job.discard()
+
+
+class _MapResults(Iterator[Any]):
+    """``map()``'s iterator: :func:`_results`, and the job discarded also when it is
+    closed or dropped before its first ``next()`` (a generator that never started does
+    not run its ``finally``)."""
+
+    def __init__(self, job: MapJob, end: float | None) -> None:
+        self._results = _results(job, end)
+        self._discard = weakref.finalize(self, job.discard)
+        self._discard.atexit = False
+
+    def __next__(self) -> Any:
+        self._discard.detach()  # started: the generator's ``finally`` discards the job
+        return next(self._results)
+
+    def close(self) -> None:
+        self._results.close()
+        self._discard()
 
 
 def _ensure_local_pool(config: BatchConfig) -> None:
