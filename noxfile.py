@@ -78,6 +78,7 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks (not part of CI): ``nox -s bench -- --quick`` for a short run."""
-    ensure_azurite(session)
-    session.install(".")
-    session.run("python", "-m", "benchmarks", *session.posargs)
+    azurite = ensure_azurite(session)
+    install_groups(session, "bench")
+    env = {"BATCHEXECUTOR_AZURITE": str(azurite)}
+    session.run("python", "-m", "benchmarks", *session.posargs, env=env)

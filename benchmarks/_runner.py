@@ -9,19 +9,40 @@ import importlib.metadata
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 from ._registry import REGISTRY, Benchmark, Settings
 
-#: modules whose import registers benchmarks (executor figures will join here)
-MODULES = ("benchmarks.emulator",)
+#: modules whose import registers benchmarks, in the order they run
+MODULES = (
+    "benchmarks.emulator",
+    "benchmarks.submission",
+    "benchmarks.polling",
+    "benchmarks.results",
+    "benchmarks.latency",
+    "benchmarks.client",
+    "benchmarks.local",
+)
 RESULTS_DIR = Path(__file__).parent / "results"
-PACKAGES = ("batchexecutor", "azure-batch", "azure-core", "requests", "urllib3")
+PACKAGES = (
+    "batchexecutor",
+    "azure-batch",
+    "azure-core",
+    "azure-storage-blob",
+    "cloudpickle",
+    "requests",
+    "urllib3",
+    "loky",
+    "dask",
+    "distributed",
+)
 SCHEMA_VERSION = 1
 
 
@@ -45,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         "(exact, prefix such as 'emulator', or glob); may be repeated",
     )
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' figures of the existing latest.json (same mode), "
+        "replacing only those run now (e.g. to rerun one on a quiet machine)",
+    )
     parser.add_argument(
         "--output",
         type=Path,
@@ -89,14 +116,30 @@ def main(argv: list[str] | None = None) -> int:
         "benchmarks": {},
         "figures": {},
     }
+    for prepare in dict.fromkeys(b.prepare for b in selected if b.prepare is not None):
+        prepare()
+    cpu_start = _cpu_sample()
     for bench in selected:
         print(f"== {bench.name}: {bench.description}", file=sys.stderr, flush=True)
         bench_start = time.monotonic()
-        figures = bench.function(settings)
+        bench_date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        bench_cpu = _cpu_sample()
+        error: str | None = None
+        try:
+            figures = bench.function(settings)
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            traceback.print_exc()
+            error = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+            figures = []
         elapsed = time.monotonic() - bench_start
         report["benchmarks"][bench.name] = {
             "description": bench.description,
+            "date": bench_date,  # when it started
+            "commit": machine["git"],
+            "load_average_end": _load_average(),
             "seconds": round(elapsed, 2),
+            "others_cpu_share": _others_share(bench_cpu, _cpu_sample()),
+            **({"error": error} if error else {}),
         }
         for figure in figures:
             report["figures"][figure.name] = figure.to_json(bench.name)
@@ -106,10 +149,16 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
                 flush=True,
             )
+        for name in bench.figures:  # every declared key is written, measured or not
+            if name not in report["figures"]:
+                report["figures"][name] = _missing(bench.name, error or "not returned")
     machine["load_average_end"] = _load_average()
+    machine["others_cpu_share"] = _others_share(cpu_start, _cpu_sample())
     report["seconds"] = round(time.monotonic() - started, 2)
 
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        report = _merged(args.output / "latest.json", report)
     _write(args.output / "latest.json", json.dumps(report, indent=2) + "\n")
     markdown = render_markdown(report)
     _write(args.output / "latest.md", markdown)
@@ -119,6 +168,114 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _merged(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` on top of the previous one at ``path``: its other benchmarks are kept."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return report
+    if previous.get("quick") != report["quick"] or previous.get("schema") != SCHEMA_VERSION:
+        print(f"--merge: {path} is of another mode or schema; not merged", file=sys.stderr)
+        return report
+    rerun = set(report["benchmarks"])
+    benchmarks = {k: v for k, v in previous["benchmarks"].items() if k not in rerun}
+    for name in benchmarks:
+        benchmarks[name].setdefault("date", previous["date"])
+    figures = {k: v for k, v in previous["figures"].items() if v["benchmark"] not in rerun}
+    benchmarks.update(report["benchmarks"])
+    figures.update(report["figures"])
+    order = [b for b in REGISTRY if b in benchmarks]
+    merged = dict(report)
+    merged["benchmarks"] = {name: benchmarks[name] for name in order}
+    merged["figures"] = {
+        name: fig for bench in order for name, fig in figures.items() if fig["benchmark"] == bench
+    }
+    merged["merged_from"] = {"date": previous["date"], "machine": previous["machine"]}
+    merged["seconds"] = round(sum(b["seconds"] for b in benchmarks.values()), 2)
+    return merged
+
+
+def _missing(benchmark_name: str, why: str) -> dict[str, Any]:
+    return {
+        "benchmark": benchmark_name,
+        "value": None,
+        "unit": "",
+        "workload": "",
+        "repeats": 0,
+        "median": None,
+        "min": None,
+        "max": None,
+        "samples": [],
+        "aim": None,
+        "meets_aim": None,
+        "notes": f"not measured: {why}",
+        "details": {},
+    }
+
+
+CpuSample = tuple[float, float, float, dict[int, tuple[int, float]]]
+
+
+def _process_times() -> dict[int, tuple[int, float]]:
+    """CPU seconds of every process now, by PID (with its start time, to spot PID reuse)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    times: dict[int, tuple[int, float]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            text = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = text.rpartition(")")[2].split()
+        # after the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt
+        # cmajflt utime(11) stime(12) cutime cstime priority nice threads itrealvalue starttime(19)
+        try:
+            times[int(entry.name)] = (int(fields[19]), (int(fields[11]) + int(fields[12])) / ticks)
+        except (IndexError, ValueError):
+            continue
+    return times
+
+
+def _cpu_sample() -> CpuSample | None:
+    """(wall, busy CPU seconds of the machine, CPU seconds of this process and its reaped
+    children, CPU seconds of every process by PID)."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except (OSError, IndexError):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    values = [int(x) for x in fields]
+    busy = (sum(values[:8]) - values[3] - values[4]) / ticks  # all but idle and iowait
+    own = sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for field in ("ru_utime", "ru_stime")
+    )
+    return time.monotonic(), busy, own, _process_times()
+
+
+def _others_share(start: CpuSample | None, end: CpuSample | None) -> dict[str, float] | None:
+    """How much of the machine's CPU other processes used between two samples.
+
+    ``upper``: everything but this process and the children it reaped (so it also counts
+    what this run started and did not reap: the local emulator daemon, pool workers);
+    ``lower``: only processes that were already running at the start (other people's
+    test runs, their emulators) and still are at the end, this process excluded.
+    """
+    if start is None or end is None or end[0] <= start[0]:
+        return None
+    capacity = (end[0] - start[0]) * (os.cpu_count() or 1)
+    upper = max(0.0, (end[1] - start[1]) - (end[2] - start[2]))
+    me = os.getpid()
+    lower = 0.0
+    for pid, (started, cpu) in end[3].items():
+        before = start[3].get(pid)
+        if pid != me and before is not None and before[0] == started:
+            lower += cpu - before[1]
+    return {"lower": round(lower / capacity, 3), "upper": round(upper / capacity, 3)}
 
 
 def describe_machine() -> dict[str, Any]:
@@ -150,6 +307,7 @@ def describe_machine() -> dict[str, Any]:
 def render_markdown(report: dict[str, Any]) -> str:
     machine = report["machine"]
     packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items() if v)
+    others = machine.get("others_cpu_share")
     lines = [
         "# Benchmark results",
         "",
@@ -164,18 +322,53 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- Python {machine['python']} ({machine['python_implementation']}); {packages}",
         f"- temp dir (emulator files): {machine['temp_dir']} on {machine['temp_dir_filesystem']}",
         f"- commit: {machine['git']}; load average at start {machine['load_average_start']}, "
-        f"at end {machine.get('load_average_end')}",
-        f"- total time: {report['seconds']} s",
+        f"at end {machine.get('load_average_end')}"
+        + (
+            f"; CPU used by other processes: {others['lower']:.0%} (processes older than the "
+            f"run) to {others['upper']:.0%} (all but this process) of the machine"
+            if isinstance(others, dict)
+            else ""
+        ),
+        f"- total time: {report['seconds']} s"
+        + (
+            " (merged: "
+            + "; ".join(
+                f"{name} {bench.get('date', '?')}"
+                + (f" at {bench['commit']}" if bench.get("commit") else "")
+                for name, bench in report["benchmarks"].items()
+            )
+            + ")"
+            if report.get("merged_from")
+            else ""
+        ),
         "",
-        "| figure | median | unit | min to max | repeats | workload |",
-        "| --- | ---: | --- | --- | ---: | --- |",
+        "| figure | median | unit | min to max | repeats | aim | workload |",
+        "| --- | ---: | --- | --- | ---: | --- | --- |",
     ]
+    notes = []
     for name, fig in report["figures"].items():
+        if fig["median"] is None:
+            lines.append(f"| `{name}` | — | | | 0 | | {fig['notes']} |")
+            continue
+        aim = ""
+        if fig.get("aim"):
+            aim = f"{fig['aim']} {'met' if fig['meets_aim'] else '**missed**'}"
         lines.append(
             f"| `{name}` | {_fmt(fig['median'])} | {fig['unit']} | "
-            f"{_fmt(fig['min'])} to {_fmt(fig['max'])} | {fig['repeats']} | "
+            f"{_fmt(fig['min'])} to {_fmt(fig['max'])} | {fig['repeats']} | {aim} | "
             f"{fig['workload']} |"
         )
+        if fig.get("notes"):
+            notes.append(f"- `{name}`: {fig['notes']}")
+    errors = [
+        f"- `{name}`: {bench['error']}"
+        for name, bench in report["benchmarks"].items()
+        if bench.get("error")
+    ]
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    if errors:
+        lines += ["", "## Benchmarks that failed", "", *errors]
     return "\n".join(lines) + "\n"
 
 

@@ -114,8 +114,8 @@ def _expect(actual: int, expected: int, what: str) -> None:
 )
 def add_and_list(settings: Settings) -> list[Figure]:
     """Add tasks by add-collection to a job whose pool has no nodes, then list them back."""
-    count = settings.pick(10_000, 3_000)
-    repeats = settings.pick(5, 3)
+    count = settings.pick(10_000, 2_000)
+    repeats = settings.pick(5, 2)
     seconds: dict[str, list[float]] = {"add": [], "list": [], "filtered": [], "selected": []}
     requests: dict[str, int] = {}
     listings: dict[str, dict[str, Any]] = {
@@ -211,8 +211,8 @@ def add_and_list(settings: Settings) -> list[Figure]:
 )
 def trivial_tasks(settings: Settings) -> list[Figure]:
     """Run /bin/true tasks to completion, side by side with starting the same processes bare."""
-    count = settings.pick(1_000, 300)
-    repeats = settings.pick(5, 3)
+    count = settings.pick(1_000, 150)
+    repeats = settings.pick(5, 2)
     parallelism = os.cpu_count() or 1
     tmpfs = TMPFS if os.path.isdir(TMPFS) and os.access(TMPFS, os.W_OK) else None
     runs: dict[str, Callable[[], float]] = {
