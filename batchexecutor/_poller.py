@@ -224,6 +224,8 @@ class Poller:
             self.requests += 1
             watch.on_counts(counts)
             moved = watch.counts is None or counts != watch.counts
+            # Only new completions are worth a list request; tasks being added are not.
+            completions = counts.completed != (watch.counts.completed if watch.counts else 0)
             watch.counts = counts
             watch._ticks_since_list += 1
             behind = counts.completed > len(watch.seen)
@@ -237,7 +239,7 @@ class Poller:
                 if state == "completed":
                     watch.on_ended(reason)
                     return False
-            if not (moved or (behind and watch._ticks_since_list >= _LIST_EVERY)):
+            if not (completions or (behind and watch._ticks_since_list >= _LIST_EVERY)):
                 watch._failures = 0
                 return False
             watch._ticks_since_list = 0

@@ -35,7 +35,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _names
-from ._batch import AddTasksError, CompletedTask, add_tasks, set_terminate_on_completion
+from ._batch import (
+    MAX_TASKS_PER_REQUEST,
+    AddTasksError,
+    CompletedTask,
+    add_tasks,
+    set_terminate_on_completion,
+)
 from ._errors import BatchExecutorError, ObjectNotFoundError, StorageError, job_ended
 from ._future import JobFuture
 from ._jobs import chunk_task, create_job, new_job_id
@@ -55,6 +61,8 @@ log = logging.getLogger("batchexecutor")
 PACK_CALLS = 1000
 #: Bytes per input pack; a call larger than this gets a pack of its own.
 PACK_BYTES = 16 << 20
+#: How long the sender waits for more calls before sending fewer than a full request.
+LINGER = 0.005
 
 _live: weakref.WeakSet[SubmitJob] = weakref.WeakSet()
 
@@ -199,6 +207,9 @@ class SubmitJob(Watch):
                     self._lock.wait()
                 if not self._queue:
                     break
+                if len(self._queue) < MAX_TASKS_PER_REQUEST and not self._closing:
+                    # A burst arrives call by call: wait a moment for a fuller request.
+                    self._lock.wait(LINGER)
                 batch = self._take()
                 self._sending = batch
             try:
