@@ -212,6 +212,9 @@ class SubmitJob(Watch):
                     self._lock.wait(LINGER)
                 batch = self._take()
                 self._sending = batch
+                # The poller skips a job with nothing in flight; wake it when that changes
+                # (not after every batch: a wake is a tick, and ticks cost requests).
+                was_idle = not self._in_flight
             try:
                 self._send(batch)
             except BaseException as error:  # every future of the batch learns why
@@ -223,7 +226,8 @@ class SubmitJob(Watch):
                 with self._lock:
                     self._sending = []
                     self._lock.notify_all()
-            self.context.poller.wake()
+            if was_idle:
+                self.context.poller.wake()
         if self._created:
             try:  # the job ends once its last task completes
                 set_terminate_on_completion(
