@@ -45,6 +45,14 @@ def batch_service() -> Iterator[BatchEmulator]:
         yield emulator
 
 
+@pytest.fixture
+def batch_client(batch_service: BatchEmulator) -> Iterator[BatchClient]:
+    """The plain azure-batch client on the session emulator (for what tests check on Batch)."""
+    client = BatchClient(batch_service.endpoint, batch_service.credential)
+    yield client
+    client.close()
+
+
 @pytest.fixture(params=["dir", "azurite"])
 def stack(request: pytest.FixtureRequest) -> str:
     return str(request.param)

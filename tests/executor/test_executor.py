@@ -27,13 +27,6 @@ Make = Callable[..., AzureBatchExecutor]
 
 
 @pytest.fixture
-def batch_client(batch_service: BatchEmulator) -> Iterator[BatchClient]:
-    client = BatchClient(batch_service.endpoint, batch_service.credential)
-    yield client
-    client.close()
-
-
-@pytest.fixture
 def gate(tmp_path: Path) -> Iterator[Gate]:
     """A gate for :func:`workloads.gated` tasks, opened at the end of the test whatever
     happened, so no task waits for it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from azure.batch import BatchClient
@@ -22,19 +22,11 @@ from batchexecutor import (
 )
 from batchexecutor._results import submit_outcome
 from batchexecutor._serialize import Record, RecordWriter, pickle_payload
-from batchexecutor.emulator import BatchEmulator
 from tests.conftest import wait_for
 from tests.executor import dataplane, workloads
 
 RESULT_TIMEOUT = 60.0
 Make = Callable[..., AzureBatchExecutor]
-
-
-@pytest.fixture
-def batch_client(batch_service: BatchEmulator) -> Iterator[BatchClient]:
-    client = BatchClient(batch_service.endpoint, batch_service.credential)
-    yield client
-    client.close()
 
 
 def job_gone(client: BatchClient, job_id: str) -> bool:

@@ -49,11 +49,9 @@ TIMEOUT = 120.0
 
 
 @pytest.fixture
-def sdk(batch_service: BatchEmulator) -> Iterator[BatchClient]:
+def sdk(batch_client: BatchClient) -> BatchClient:
     """The plain azure-batch client, for jobs batchexecutor did not create."""
-    client = BatchClient(batch_service.endpoint, batch_service.credential)
-    yield client
-    client.close()
+    return batch_client
 
 
 def foreign_job(sdk: BatchClient) -> str:

@@ -230,10 +230,8 @@ def config(batch_service: BatchEmulator, tmp_path: Path) -> BatchConfig:
 
 
 @pytest.fixture
-def client(batch_service: BatchEmulator) -> Iterator[BatchClient]:
-    batch = BatchClient(batch_service.endpoint, batch_service.credential)
-    yield batch
-    batch.close()
+def client(batch_client: BatchClient) -> BatchClient:
+    return batch_client
 
 
 @pytest.fixture
