@@ -451,7 +451,6 @@ def submit_tasks(
     skipped (a resumed submission), new packs are numbered from ``first_pack``."""
     client, store, deadline, job_id = context.client, context.store, context.deadline, job.job_id
     store.put(_names.function(job_id), function_blob)
-    context.poller.watch(job)
     rows = zip(*iterables)  # noqa: B905 (map stops at the shortest iterable)
     chunks, items = _submit_chunks(
         context, job, rows, job.chunksize, job.combine, existing=existing, first_pack=first_pack
@@ -464,7 +463,9 @@ def submit_tasks(
         add_tasks(client, job_id, [task], deadline=deadline)
     finish_submission(client, job_id, fields, deadline=deadline)
     job.submitted(chunks, items)
-    context.poller.wake()
+    # Watched from now on: nobody reads the job before this call returns, and the first
+    # tick lists every task completed so far (polling while adding only costs requests).
+    context.poller.watch(job)
 
 
 def _submit_chunks(
