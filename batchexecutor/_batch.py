@@ -64,8 +64,10 @@ __all__ = [
     "pool_exists",
     "serialized_size",
     "set_terminate_on_completion",
+    "state_text",
     "task_counts",
     "terminate_job",
+    "terminate_task_if_active",
 ]
 
 #: Batch's limit on tasks in one add-collection request.
@@ -723,7 +725,7 @@ def completed_task(
         select=[*_COMPLETED_FIELDS, "state"],
         deadline=deadline,
     )
-    if str(getattr(task.state, "value", task.state)) != "completed":
+    if state_text(task.state) != "completed":
         return None
     return _completed(task)
 
@@ -741,4 +743,38 @@ def job_state(
     )
     info = job.execution_info
     reason = getattr(info, "termination_reason", None) if info is not None else None
-    return str(getattr(job.state, "value", job.state)), reason
+    return state_text(job.state), reason
+
+
+def state_text(value: object) -> str:
+    """An SDK state (an enum, or a plain string for values the SDK does not know) as text."""
+    return str(getattr(value, "value", value))
+
+
+def terminate_task_if_active(
+    client: BatchClient, job_id: str, task_id: str, *, deadline: float = DEFAULT_DEADLINE
+) -> bool:
+    """Terminate the task if it has not started (two requests); whether it was.
+
+    A task that is already running or completed is left alone: ``False``. Batch has no
+    conditional terminate on the state, so a task starting between the two requests is
+    terminated anyway (as a cancelled future's task should be).
+    """
+    task = call(
+        f"get task {task_id!r} of job {job_id!r}",
+        client.get_task,
+        job_id,
+        task_id,
+        select=["id", "state"],
+        deadline=deadline,
+    )
+    if state_text(task.state) != "active":
+        return False
+    call(
+        f"terminate task {task_id!r} of job {job_id!r}",
+        client.terminate_task,
+        job_id,
+        task_id,
+        deadline=deadline,
+    )
+    return True

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any, cast
 from azure.core.exceptions import ResourceNotFoundError
 
 from . import _names
-from ._batch import CompletedTask, TaskCounts, delete_job, task_counts, terminate_job
+from ._batch import (
+    CompletedTask,
+    TaskCounts,
+    delete_job,
+    state_text,
+    task_counts,
+    terminate_job,
+    terminate_task_if_active,
+)
 from ._combine import MODES, Mode
 from ._errors import (
     ForeignJobError,
@@ -64,10 +72,6 @@ __all__ = [
 
 _JOB_FIELDS = ["id", "state", "metadata", "creationTime", "executionInfo"]
 _LOG_TAIL = 1 << 20  # bytes of each task file job_logs reads at most
-
-
-def _state(value: object) -> str:
-    return str(getattr(value, "value", value))
 
 
 @dataclass(frozen=True)
@@ -277,7 +281,7 @@ def job_info(context: Context, job_id: str) -> JobInfo:
     info = job.execution_info
     return JobInfo(
         job_id=job_id,
-        state=_state(job.state),
+        state=state_text(job.state),
         created=job.creation_time,
         metadata=_metadata(job.metadata),
         counts=counts,
@@ -312,7 +316,7 @@ def list_jobs(
         summaries.append(
             JobSummary(
                 job_id=job.id,
-                state=_state(job.state),
+                state=state_text(job.state),
                 kind=_metadata(job.metadata).get("kind"),
                 created=job.creation_time,
                 failed_tasks=counts.failed,
@@ -412,26 +416,10 @@ class AttachedTasks(Watch):
 
 def _cancel_task(context: Context, job_id: str) -> Callable[[JobFuture[Any]], bool]:
     def cancel(future: JobFuture[Any]) -> bool:
-        task_id = future.task_id
-        assert task_id is not None
-        task = call(
-            f"get task {task_id!r}",
-            context.client.get_task,
-            job_id,
-            task_id,
-            select=["id", "state"],
-            deadline=context.deadline,
+        assert future.task_id is not None
+        return terminate_task_if_active(
+            context.client, job_id, future.task_id, deadline=context.deadline
         )
-        if _state(task.state) != "active":
-            return False
-        call(
-            f"terminate task {task_id!r}",
-            context.client.terminate_task,
-            job_id,
-            task_id,
-            deadline=context.deadline,
-        )
-        return True
 
     return cancel
 
@@ -717,7 +705,7 @@ def job_logs(context: Context, job_id: str, task_id: str | None = None) -> list[
         logs.append(
             TaskLog(
                 task_id=task.id,
-                state=_state(task.state),
+                state=state_text(task.state),
                 exit_code=info.exit_code if info is not None else None,
                 stdout=_read_file(context, job_id, task.id, "stdout.txt"),
                 stderr=_read_file(context, job_id, task.id, "stderr.txt"),

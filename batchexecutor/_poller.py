@@ -259,9 +259,8 @@ class Poller:
         except Exception as error:
             return self._failed(watch, error)
         watch.cursor = found.cursor
-        fresh = [task for task in found.tasks if task.id not in watch.seen]
         watch.seen.update(task.id for task in found.tasks)
-        if fresh or found.tasks:
+        if found.tasks:
             watch._lagging_lists = 0
             watch.on_completed(found.tasks)
         elif counts.completed > len(watch.seen):

@@ -41,13 +41,14 @@ from ._batch import (
     CompletedTask,
     add_tasks,
     set_terminate_on_completion,
+    terminate_task_if_active,
 )
 from ._errors import BatchExecutorError, ObjectNotFoundError, StorageError, job_ended
 from ._future import JobFuture
 from ._jobs import chunk_task, create_job, new_job_id
 from ._poller import Watch
 from ._results import submit_outcome, task_failure
-from ._retry import call, describe
+from ._retry import describe
 from ._serialize import Record, RecordWriter
 
 if TYPE_CHECKING:
@@ -309,29 +310,13 @@ class SubmitJob(Watch):
         return terminated
 
     def _terminate(self, task_id: str) -> bool:
-        client, deadline = self.context.client, self.context.deadline
         try:
-            task = call(
-                f"get task {task_id!r} of job {self.job_id!r}",
-                client.get_task,
-                self.job_id,
-                task_id,
-                select=["id", "state"],
-                deadline=deadline,
-            )
-            if str(getattr(task.state, "value", task.state)) != "active":
-                return False
-            call(
-                f"terminate task {task_id!r} of job {self.job_id!r}",
-                client.terminate_task,
-                self.job_id,
-                task_id,
-                deadline=deadline,
+            return terminate_task_if_active(
+                self.context.client, self.job_id, task_id, deadline=self.context.deadline
             )
         except Exception as error:
             log.warning("batchexecutor: cannot cancel task %s: %s", task_id, describe(error))
             return False
-        return True
 
     # -- the poller's side -------------------------------------------------------------
 
