@@ -12,6 +12,7 @@ from importlib import import_module
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from . import _errors
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -99,25 +100,8 @@ _HOMES = {
         )
     },
     **{name: "._manage" for name in ("JobInfo", "JobSummary", "TaskLog", "format_jobs")},
-    **{
-        name: "._errors"
-        for name in (
-            "BatchExecutorError",
-            "CorruptObjectError",
-            "ForeignJobError",
-            "IncompleteJobError",
-            "JobError",
-            "JobNotDoneError",
-            "JobNotFoundError",
-            "ObjectExistsError",
-            "ObjectNotFoundError",
-            "RemoteError",
-            "SerializationError",
-            "StorageError",
-            "TaskFailedError",
-            "VersionMismatchError",
-        )
-    },
+    # Every exception of the tree: _errors imports nothing heavy, so it names them itself.
+    **dict.fromkeys(_errors.__all__, "._errors"),
 }
 
 
