@@ -99,8 +99,9 @@ def routes(service: Service) -> list[Route]:
                 raise invalid_property("jobReleaseTask", release, "Expected a JSON object.")
             wire["jobReleaseTask"] = v.task_like(release, "jobReleaseTask.", v.JOB_RELEASE_TASK)
             wire["jobReleaseTask"].setdefault("id", "jobrelease")
+        secrets = v.take_registry_passwords(wire)  # of the job preparation and release tasks
         stamp(wire, now)
-        job = Job(wire=wire)
+        job = Job(wire=wire, secrets=secrets)
         state.jobs[job.key] = job
         scheduler.check_all_complete(job)
         state.save_job(job)

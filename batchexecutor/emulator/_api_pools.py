@@ -69,7 +69,6 @@ def routes(service: Service) -> list[Route]:
         }
         for key in (
             "displayName",
-            "virtualMachineConfiguration",
             "resourceTags",
             "enableInterNodeCommunication",
             "networkConfiguration",
@@ -81,6 +80,10 @@ def routes(service: Service) -> list[Route]:
         ):
             if key in fields:
                 wire[key] = fields[key]
+        if "virtualMachineConfiguration" in fields:
+            wire["virtualMachineConfiguration"] = _vm_configuration(
+                fields["virtualMachineConfiguration"]
+            )
         if "resizeTimeout" in fields:
             parse_duration(fields["resizeTimeout"], "resizeTimeout")
             wire["resizeTimeout"] = fields["resizeTimeout"]
@@ -133,8 +136,9 @@ def routes(service: Service) -> list[Route]:
             wire["targetLowPriorityNodes"] = v.integer(
                 fields.get("targetLowPriorityNodes", 0), "targetLowPriorityNodes", 0
             )
+        secrets = v.take_registry_passwords(wire)
         stamp(wire, now)
-        pool = Pool(wire=wire)
+        pool = Pool(wire=wire, secrets=secrets)
         pool.resize_due = time.monotonic() + RESIZE_DELAY
         state.pools[pool.key] = pool
         state.save_pool(pool)
@@ -183,7 +187,12 @@ def routes(service: Service) -> list[Route]:
         _writable(pool)
         fields = v.read(request.json_object(), v.POOL_UPDATE)
         if "startTask" in fields:
-            pool.wire["startTask"] = _start_task(fields["startTask"])
+            start_task = _start_task(fields["startTask"])
+            # A new start task brings its own registry password (or none).
+            kept = {p: s for p, s in pool.secrets.items() if not p.startswith("startTask.")}
+            pool.secrets = kept
+            pool.secrets.update(v.take_registry_passwords({"startTask": start_task}))
+            pool.wire["startTask"] = start_task
         if "metadata" in fields:
             pool.wire["metadata"] = name_value_list(fields["metadata"], "metadata")
         for key in (
@@ -337,6 +346,17 @@ def _start_task(value: Any) -> Wire:
     task.setdefault("maxTaskRetryCount", 0)
     task.setdefault("waitForSuccess", True)
     return task
+
+
+def _vm_configuration(value: dict[str, Any]) -> Wire:
+    """Stored as given (no VMs here), except ``containerConfiguration``, which decides where
+    the pool's tasks run: checked, its enums as the spec spells them."""
+    config = dict(value)
+    if config.get("containerConfiguration") is not None:
+        config["containerConfiguration"] = v.container_configuration(
+            config["containerConfiguration"], "virtualMachineConfiguration.containerConfiguration"
+        )
+    return config
 
 
 def _set_autoscale(wire: Wire, formula: str, interval: Any, now: Any) -> None:

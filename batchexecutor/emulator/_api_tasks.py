@@ -52,9 +52,14 @@ def routes(service: Service) -> list[Route]:
 
     def build(
         job: Job, body: Any, batch: dict[str, Wire], named: Collection[str] | None = None
-    ) -> Wire:
+    ) -> tuple[Wire, dict[str, str]]:
         """Validate one task body; ``batch`` holds the tasks of the same request so far,
-        ``named`` the (lower-case) IDs of all tasks in the request, which may be parents."""
+        ``named`` the (lower-case) IDs of all tasks in the request, which may be parents.
+
+        Returns the task's wire and its registry passwords (kept out of the wire).
+        ``containerSettings`` are checked here for themselves only: whether the task may
+        have them depends on the pool that will run it, checked on the node (``_containers``).
+        """
         if not isinstance(body, dict):
             raise invalid_property("value", body, "Each task must be a JSON object.")
         fields = v.task_like(body, "", v.TASK, required=("id", "commandLine"))
@@ -67,11 +72,7 @@ def routes(service: Service) -> list[Route]:
             )
         if task_id.lower() in job.tasks or task_id.lower() in batch:
             raise conflict("TaskExists", "The specified task already exists.")
-        for unsupported in (
-            "multiInstanceSettings",
-            "containerSettings",
-            "applicationPackageReferences",
-        ):
+        for unsupported in ("multiInstanceSettings", "applicationPackageReferences"):
             if unsupported in fields:
                 raise invalid_property(
                     unsupported, "...", f"{unsupported} is not supported by the local emulator."
@@ -113,14 +114,15 @@ def routes(service: Service) -> list[Route]:
                 wire[key] = value
         if "exitConditions" in wire:
             wire["exitConditions"] = _normalize_exit_conditions(wire["exitConditions"])
+        secrets = v.take_registry_passwords(wire)
         stamp(wire, now)
-        return wire
+        return wire, secrets
 
     def create(request: Request) -> Response:
         job = find_job(request)
         writable(job, terminating_ok=False)
-        wire = build(job, request.json_object(), {})
-        state.add_task(job, wire)
+        wire, secrets = build(job, request.json_object(), {})
+        state.add_task(job, wire, secrets)
         state.wake()
         location = service.url("jobs", job.id, "tasks", wire["id"])
         return Response(201, None, resource_headers(wire, location))
@@ -147,6 +149,7 @@ def routes(service: Service) -> list[Route]:
         writable(job, terminating_ok=False)
         results: list[Wire] = []
         accepted: dict[str, Wire] = {}
+        passwords: dict[str, dict[str, str]] = {}
         position: dict[str, int] = {}
         # A parent may come anywhere in the request, before or after its dependents.
         named = {
@@ -157,7 +160,7 @@ def routes(service: Service) -> list[Route]:
         for item in tasks:
             task_id = item.get("id") if isinstance(item, dict) else None
             try:
-                wire = build(job, item, accepted, named)
+                wire, secrets = build(job, item, accepted, named)
             except BatchServiceError as error:
                 results.append(
                     {
@@ -168,6 +171,7 @@ def routes(service: Service) -> list[Route]:
                 )
                 continue
             accepted[wire["id"].lower()] = wire
+            passwords[wire["id"].lower()] = secrets
             position[wire["id"].lower()] = len(results)
             results.append(
                 {
@@ -202,8 +206,8 @@ def routes(service: Service) -> list[Route]:
                         ),
                     }
         _check_cycles(accepted)
-        for wire in accepted.values():
-            state.add_task(job, wire)
+        for key, wire in accepted.items():
+            state.add_task(job, wire, passwords[key])
         state.wake()
         return Response(200, {"value": results})
 
@@ -290,7 +294,7 @@ def routes(service: Service) -> list[Route]:
                 "OperationInvalidForCurrentState",
                 "Only a task that completed with a failure can be reactivated.",
             )
-        for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime"):
+        for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime", "containerInfo"):
             info.pop(stale, None)
         info["retryCount"] = 0
         task.wire.pop("nodeInfo", None)

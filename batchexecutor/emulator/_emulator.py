@@ -21,6 +21,7 @@ from typing import Any
 from azure.core.credentials import AzureNamedKeyCredential
 
 from ._api import Service
+from ._containers import ContainerRuntime, check_setting
 from ._faults import FaultInjector, FaultPlan
 from ._http import EmulatorServer
 from ._scheduler import Host, Scheduler, python_shim
@@ -41,6 +42,12 @@ class BatchEmulator:
     ``max_processes`` caps task processes running at once on this host (default: the
     CPU count); pools bound them further by nodes x task slots. With ``data_dir`` the
     state and task files survive a restart; tasks that were running are requeued.
+
+    ``container_runtime`` runs tasks that have ``containerSettings``: ``"auto"`` (docker when
+    ``docker info`` answers, else on the host), ``"host"`` (the command line runs on this
+    host as if the image were the host), or a docker-compatible CLI (``"docker"``,
+    ``"podman"`` or a path to one). None reads ``$BATCHEXECUTOR_CONTAINER_RUNTIME``, default
+    ``"auto"``. See ``docs/emulator.md``.
     """
 
     def __init__(
@@ -52,6 +59,7 @@ class BatchEmulator:
         faults: FaultPlan | None = None,
         account_name: str = DEFAULT_ACCOUNT,
         account_key: str | None = None,
+        container_runtime: str | None = None,
     ) -> None:
         if max_processes is not None and max_processes < 1:
             raise ValueError(f"max_processes must be at least 1, got {max_processes}")
@@ -66,6 +74,8 @@ class BatchEmulator:
                 "account_key must be base64, like an Azure Batch account key"
             ) from None
         self.max_processes = max_processes or os.cpu_count() or 1
+        #: "auto", "host" or the docker-compatible CLI that runs container tasks
+        self.container_runtime = check_setting(container_runtime)
         self.faults = FaultInjector(faults or FaultPlan())
         self._port = port
         self._data_dir = Path(data_dir) if data_dir is not None else None
@@ -111,6 +121,7 @@ class BatchEmulator:
             nodes_dir=root / "nodes",
             bin_dir=root / "bin",
             max_processes=self.max_processes,
+            containers=ContainerRuntime(self.container_runtime, root / "containers"),
         )
         scheduler = Scheduler(state, host, self.faults)
         service = Service(
@@ -179,7 +190,12 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
     import time
 
     for _, body in store.load("pool"):
-        pool = Pool(wire=body["wire"], seq=body["seq"], next_node=body["next"])
+        pool = Pool(
+            wire=body["wire"],
+            seq=body["seq"],
+            next_node=body["next"],
+            secrets=body.get("secrets") or {},
+        )
         for entry in body["nodes"]:
             node = Node(
                 pool=pool,
@@ -193,6 +209,7 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
             # Processes did not survive: reset what was running on the node.
             for info in node.job_prep.values():
                 if info.get("state") == "running":
+                    info.pop("containerInfo", None)
                     info.update(
                         state="completed",
                         result="failure",
@@ -212,7 +229,7 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
             pool.resize_due = time.monotonic()
         state.pools[pool.key] = pool
     for _, body in sorted(store.load("job"), key=lambda kv: kv[1]["seq"]):
-        job = Job(wire=body["wire"], seq=body["seq"])
+        job = Job(wire=body["wire"], seq=body["seq"], secrets=body.get("secrets") or {})
         state.jobs[job.key] = job
     rows = sorted(store.load("task"), key=lambda kv: kv[1]["seq"])
     for _, body in rows:
@@ -226,9 +243,10 @@ def _restore(state: State, store: Store, nodes_dir: Path) -> None:
             info["requeueCount"] = int(info.get("requeueCount", 0)) + 1
             info["lastRequeueTime"] = iso(utcnow())
             info.pop("startTime", None)
+            info.pop("containerInfo", None)
             wire.pop("nodeInfo", None)
             wire["state"] = "active"
-        task: Task = state.add_task(owner, wire)
+        task: Task = state.add_task(owner, wire, body.get("secrets") or {})
         task.seq = body["seq"]
         task.failure_kind = body.get("failureKind")
     # Parents that completed before the restart release their dependents again.

@@ -6,6 +6,9 @@ deletions, and (3) assigns ready tasks to free node slots, highest job priority 
 bounded by node slots, the job's ``maxParallelTasks`` and the host's ``max_processes``.
 Each assigned attempt runs in its own thread (download resource files, run the process,
 enforce ``maxWallClockTime``, upload output files), then reports back under the lock.
+Tasks with ``containerSettings`` (and any task on a pool with a ``containerConfiguration``)
+go through ``_containers``: the pool/task pairing is checked on the node, then the command
+line runs in a container (or on the host, as its stand-in) and ``containerInfo`` follows it.
 
 Node directories follow a Linux Batch node's layout (``$AZ_BATCH_NODE_ROOT_DIR``)::
 
@@ -28,10 +31,12 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._containers import ContainerError, ContainerRuntime, Launch, container_name, placement_error
 from ._faults import FaultInjector
 from ._state import (
     Job,
@@ -63,6 +68,7 @@ class Host:
     nodes_dir: Path
     bin_dir: Path
     max_processes: int
+    containers: ContainerRuntime
 
 
 class Scheduler:
@@ -89,11 +95,12 @@ class Scheduler:
         with self.state.lock:
             self._stopping = True
             for run in list(self._running):
-                _kill(run.proc)
+                run.kill()
             self.state.wake()
         self._thread.join()
         for worker in list(self._workers):
             worker.join(timeout=10)
+        self.host.containers.close()
 
     def _loop(self) -> None:
         state = self.state
@@ -231,8 +238,16 @@ class Scheduler:
                     info["lastRetryTime"] = started
                 node.wire["startTaskInfo"] = info
                 self.state.save_pool(node.pool)
-            env = self._env(node, spec.get("environmentSettings"), task_dir, extra={})
-            outcome = self._run_process(spec, task_dir, env, stop=lambda: node.removed)
+            batch_env = self._batch_env(node, spec.get("environmentSettings"), task_dir, {})
+            outcome = self._run_process(
+                spec,
+                task_dir,
+                batch_env,
+                stop=lambda: node.removed or self._stopping,
+                node=node,
+                registries=self._registries(node.pool, spec, node.pool.secrets, "startTask."),
+                publish=lambda info: self._publish_start_task(node, info),
+            )
             with self.state.lock:
                 self.busy -= 1
                 self.state.wake()
@@ -375,7 +390,7 @@ class Scheduler:
         now = utcnow()
         info = task.wire.setdefault("executionInfo", {"retryCount": 0, "requeueCount": 0})
         # startTime is set when the task enters running (spec: BatchTaskExecutionInfo).
-        for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime"):
+        for stale in ("endTime", "exitCode", "failureInfo", "result", "startTime", "containerInfo"):
             info.pop(stale, None)
         task.wire["nodeInfo"] = {
             "affinityId": node.wire["affinityId"],
@@ -439,15 +454,19 @@ class Scheduler:
                     info["lastRetryTime"] = iso(started)
                 self.state.move_task(task, "running", started)
                 self.state.save_task(task)
-        env = self._env(node, env_settings, task_dir, extra)
+        batch_env = self._batch_env(node, env_settings, task_dir, extra)
         limit = parse_duration(
             (wire.get("constraints") or {}).get("maxWallClockTime"), "constraints.maxWallClockTime"
         )
         outcome = self._run_process(
             wire,
             task_dir,
-            env,
+            batch_env,
             stop=lambda: task.stop_reason is not None or self._stopping,
+            node=node,
+            regular=True,
+            registries=self._registries(node.pool, wire, task.secrets, ""),
+            publish=lambda info: self._publish_task(task, attempt, info),
             wall_clock=limit.total_seconds() if limit else None,
             preempt_at=preempt_at,
             output_files=wire.get("outputFiles") or [],
@@ -517,7 +536,7 @@ class Scheduler:
         if reason in ("requeue", "preempt"):
             info["requeueCount"] = int(info.get("requeueCount", 0)) + 1
             info["lastRequeueTime"] = iso(now)
-            for stale in ("startTime",):
+            for stale in ("startTime", "containerInfo"):
                 info.pop(stale, None)
             task.wire.pop("nodeInfo", None)
             state.move_task(task, "active", now)
@@ -579,18 +598,24 @@ class Scheduler:
             "AZ_BATCH_JOB_PREP_DIR": str(task_dir),
             "AZ_BATCH_JOB_PREP_WORKING_DIR": str(task_dir / "wd"),
         }
-        env = self._env(node, settings, task_dir, extra)
+        batch_env = self._batch_env(node, settings, task_dir, extra)
+        registries = self._registries(node.pool, spec, job.secrets, "jobPreparationTask.")
         retries = 0
         try:
             while True:
                 outcome = self._run_process(
                     spec,
                     task_dir,
-                    env,
+                    batch_env,
                     stop=lambda: self._stopping or node.removed,
+                    node=node,
+                    registries=registries,
+                    publish=lambda info: self._publish_job_prep(job, node, info),
                     wall_clock=wall.total_seconds() if wall else None,
                 )
                 with self.state.lock:
+                    if job.key not in node.job_prep:
+                        return  # the job was deleted meanwhile: its status went with it
                     info = dict(node.job_prep[job.key])
                     info.update(_finished(outcome))
                     info["taskRootDirectory"] = f"workitems/{job.id}/job-1/jobpreparation"
@@ -617,12 +642,13 @@ class Scheduler:
 
     # -- processes ---------------------------------------------------------------------
 
-    def _env(
+    def _batch_env(
         self, node: Node, settings: Any, task_dir: Path, extra: dict[str, str]
     ) -> dict[str, str]:
-        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
-        env["PATH"] = os.pathsep.join([str(self.host.bin_dir), os.environ.get("PATH", "")])
+        """The task's environment as Batch defines it: the AZ_BATCH_* variables of a Linux
+        node and the task's settings. A container gets exactly these."""
         root = node.root
+        env: dict[str, str] = {}
         env.update(
             {
                 "AZ_BATCH_ACCOUNT_NAME": self.host.account_name,
@@ -645,20 +671,81 @@ class Scheduler:
             env[str(item["name"])] = str(item.get("value") or "")
         return env
 
+    def _host_env(self, batch_env: dict[str, str]) -> dict[str, str]:
+        """A process on this host also gets a few of the emulator's own variables, and the
+        ``python3`` shim first on its PATH (unless the task sets PATH itself)."""
+        env = {k: os.environ[k] for k in _PASSTHROUGH_ENV if k in os.environ}
+        env["PATH"] = os.pathsep.join([str(self.host.bin_dir), os.environ.get("PATH", "")])
+        env.update(batch_env)
+        return env
+
+    def _registries(
+        self, pool: Pool, spec: Wire, secrets: dict[str, str], prefix: str
+    ) -> list[tuple[Wire, str | None]]:
+        """Registries that may hold a task's image, with their passwords: the task's own
+        (``prefix`` + ``containerSettings.registry`` in its owner's secrets), then the pool's."""
+        found: list[tuple[Wire, str | None]] = []
+        own = (spec.get("containerSettings") or {}).get("registry")
+        if isinstance(own, dict):
+            found.append((own, secrets.get(f"{prefix}containerSettings.registry")))
+        path = "virtualMachineConfiguration.containerConfiguration.containerRegistries"
+        config = (pool.wire.get("virtualMachineConfiguration") or {}).get(
+            "containerConfiguration"
+        ) or {}
+        for i, registry in enumerate(config.get("containerRegistries") or []):
+            found.append((registry, pool.secrets.get(f"{path}[{i}]")))
+        return found
+
+    # -- containerInfo, live ---------------------------------------------------------
+
+    def _publish_task(self, task: Task, attempt: int, info: Wire) -> None:
+        with self.state.lock:
+            if task.attempt == attempt and task.state == "running":
+                task.wire.setdefault("executionInfo", {})["containerInfo"] = info
+                self.state.save_task(task)
+
+    def _publish_start_task(self, node: Node, info: Wire) -> None:
+        with self.state.lock:
+            current = node.wire.get("startTaskInfo")
+            if isinstance(current, dict) and current.get("state") == "running":
+                current["containerInfo"] = info
+                self.state.save_pool(node.pool)
+
+    def _publish_job_prep(self, job: Job, node: Node, info: Wire) -> None:
+        with self.state.lock:
+            current = node.job_prep.get(job.key)
+            if current is not None and current.get("state") == "running":
+                current["containerInfo"] = info
+                self.state.save_pool(node.pool)
+
     def _run_process(
         self,
         spec: Wire,
         task_dir: Path,
-        env: dict[str, str],
+        batch_env: dict[str, str],
         *,
-        stop: Any,
+        stop: Callable[[], bool],
+        node: Node,
+        registries: list[tuple[Wire, str | None]],
+        publish: Callable[[Wire], None],
+        regular: bool = False,
         wall_clock: float | None = None,
         preempt_at: float | None = None,
         output_files: list[Wire] | None = None,
     ) -> Outcome:
-        """Download resource files, run the command line, upload output files."""
+        """Download resource files, run the command line, upload output files.
+
+        ``batch_env`` is the task's Batch environment; ``regular``: a job's task (not a start
+        or job preparation task). A task with ``containerSettings`` runs through the
+        container runtime; ``publish`` receives its ``containerInfo`` while it runs.
+        """
         working_dir = task_dir / "wd"
         working_dir.mkdir(parents=True, exist_ok=True)
+        env = self._host_env(batch_env)
+        settings = spec.get("containerSettings")
+        mismatch = placement_error(node.pool.wire, settings, regular=regular)
+        if mismatch is not None:
+            return Outcome(failure=mismatch.failure_info(), failure_kind="preprocessing")
         try:
             download_resource_files(spec.get("resourceFiles") or [], working_dir)
         except TransferError as error:
@@ -670,11 +757,29 @@ class Scheduler:
                 failure=_user_error("CommandLineParseError", str(error)),
                 failure_kind="preprocessing",
             )
-        if not argv:
+        if not argv and settings is None:  # a container's may be empty: its entrypoint runs
             return Outcome(
                 failure=_user_error("CommandLineParseError", "empty command line"),
                 failure_kind="preprocessing",
             )
+        launch: Launch | None = None
+        cwd, proc_env = working_dir, env
+        if settings is not None:
+            try:
+                launch = self.host.containers.prepare(
+                    settings,
+                    argv,
+                    pool_id=node.pool.id,
+                    name=container_name(node.id, batch_env.get("AZ_BATCH_TASK_ID", "start")),
+                    host_env=env,
+                    batch_env=batch_env,
+                    registries=registries,
+                    stop=lambda: stop() or self._stopping,
+                )
+            except ContainerError as error:
+                return Outcome(failure=error.failure_info(), failure_kind="preprocessing")
+            argv, proc_env = launch.argv, launch.env
+            cwd = launch.cwd or working_dir
         with self.state.lock:
             if stop():  # ended before its process started (e.g. while preparing)
                 return Outcome(failure=_user_error("TaskEnded", "Task Was Ended by User Request"))
@@ -683,8 +788,8 @@ class Scheduler:
                 # Outside the state lock: process starts must not queue behind each other.
                 proc = subprocess.Popen(
                     argv,
-                    cwd=working_dir,
-                    env=env,
+                    cwd=cwd,
+                    env=proc_env,
                     stdout=out,
                     stderr=err,
                     stdin=subprocess.DEVNULL,
@@ -701,12 +806,17 @@ class Scheduler:
             stop,
             now + wall_clock if wall_clock is not None else None,
             preempt_at,
+            on_kill=launch.kill if launch is not None else None,
         )
         with self.state.lock:
             self._running.add(run)
             if run.deadlines() or stop() or self._stopping:
                 self.state.wake()  # the watchdog (tick) must see it now
         try:
+            if launch is not None:
+                info = launch.started(proc)
+                if info is not None and proc.poll() is None:
+                    publish(info)
             proc.wait()  # blocks; the watchdog kills the process group when it must stop
         finally:
             with self.state.lock:
@@ -716,6 +826,9 @@ class Scheduler:
         exit_code = (
             _KILL_EXIT_CODE if code == -signal.SIGKILL else (128 - code if code < 0 else code)
         )
+        container_info, unstarted = None, None
+        if launch is not None:
+            container_info, unstarted = launch.finished(exit_code, task_dir / "stderr.txt")
         if reason == "preempt":
             return Outcome(stop_reason="preempt")
         failure = None
@@ -723,6 +836,8 @@ class Scheduler:
             failure = _user_error("TaskEnded", "Task Max Wall Clock Time Exceeded")
         elif stop() or self._stopping:
             failure = _user_error("TaskEnded", "Task Was Ended by User Request")
+        elif unstarted is not None:  # the runtime could not create the container
+            return Outcome(failure=unstarted.failure_info(), failure_kind="preprocessing")
         elif exit_code != 0:
             failure = _user_error(
                 "FailureExitCode",
@@ -733,6 +848,7 @@ class Scheduler:
             exit_code=exit_code,
             failure=failure,
             stop_reason="walltime" if reason == "walltime" else None,
+            container_info=container_info,
         )
         if output_files:
             try:
@@ -762,7 +878,7 @@ class Scheduler:
                 run.killed_for = "preempt"
             else:
                 continue
-            _kill(run.proc)
+            run.kill()
 
     def _spawn(self, target: Any, *args: Any) -> None:
         def run() -> None:
@@ -785,6 +901,14 @@ class _Running:
     wall_clock_due: float | None
     preempt_due: float | None
     killed_for: str | None = None  # "stop", "walltime" or "preempt"
+    #: also stops what the process started elsewhere (a container task's container)
+    on_kill: Callable[[subprocess.Popen[bytes]], None] | None = None
+
+    def kill(self) -> None:
+        running = self.proc.returncode is None
+        _kill(self.proc)
+        if running and self.on_kill is not None:
+            self.on_kill(self.proc)
 
     def deadlines(self) -> list[float]:
         if self.killed_for is not None:
@@ -798,6 +922,8 @@ class Outcome:
     failure: Wire | None = None
     failure_kind: str | None = None
     stop_reason: str | None = None
+    #: the attempt's containerInfo (container tasks)
+    container_info: Wire | None = None
 
 
 def _job_expired(job: Job) -> bool:
@@ -814,6 +940,8 @@ def _finished(outcome: Outcome) -> Wire:
     info: Wire = {"state": "completed", "endTime": iso(utcnow())}
     if outcome.exit_code is not None:
         info["exitCode"] = outcome.exit_code
+    if outcome.container_info is not None:
+        info["containerInfo"] = outcome.container_info
     if outcome.failure is not None:
         info["failureInfo"] = outcome.failure
         info["result"] = "failure"

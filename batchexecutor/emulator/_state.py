@@ -104,6 +104,8 @@ class Pool:
     resize_due: float | None = None
     #: nodeDeallocationOption of the pending resize (not part of the pool's REST shape)
     deallocation: str = "requeue"
+    #: registry passwords by path (x-ms-secret: never in the wire, see take_registry_passwords)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
@@ -131,6 +133,8 @@ class Task:
     queued: bool = False
     #: why the last attempt failed before or after its process: "preprocessing" or "upload"
     failure_kind: str | None = None
+    #: registry passwords by path (x-ms-secret: never in the wire)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
@@ -192,6 +196,8 @@ class Job:
     counts: Counts = field(default_factory=Counts)
     slot_counts: Counts = field(default_factory=Counts)
     running: int = 0
+    #: registry passwords by path (x-ms-secret: never in the wire)
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
@@ -239,11 +245,12 @@ class State:
                 "seq": task.seq,
                 "wire": task.wire,
                 "failureKind": task.failure_kind,
+                "secrets": task.secrets,
             },
         )
 
     def save_job(self, job: Job) -> None:
-        self.store.put("job", job.key, {"seq": job.seq, "wire": job.wire})
+        self.store.put("job", job.key, {"seq": job.seq, "wire": job.wire, "secrets": job.secrets})
 
     def save_pool(self, pool: Pool) -> None:
         nodes = [
@@ -260,7 +267,13 @@ class State:
         self.store.put(
             "pool",
             pool.key,
-            {"seq": pool.seq, "wire": pool.wire, "next": pool.next_node, "nodes": nodes},
+            {
+                "seq": pool.seq,
+                "wire": pool.wire,
+                "next": pool.next_node,
+                "nodes": nodes,
+                "secrets": pool.secrets,
+            },
         )
 
     def wake(self) -> None:
@@ -292,8 +305,8 @@ class State:
 
     # -- adding tasks ----------------------------------------------------------------
 
-    def add_task(self, job: Job, wire: Wire) -> Task:
-        task = Task(job=job, wire=wire)
+    def add_task(self, job: Job, wire: Wire, secrets: dict[str, str] | None = None) -> Task:
+        task = Task(job=job, wire=wire, secrets=secrets or {})
         job.tasks[task.key] = task
         self._count(task, +1)
         self._link_dependencies(task)

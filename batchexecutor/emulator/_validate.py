@@ -158,6 +158,29 @@ POOL_UPDATE: Fields = {
     "mountConfiguration": "array",
     "upgradePolicy": "object",
 }
+CONTAINER_SETTINGS: Fields = {
+    "containerRunOptions": "string",
+    "imageName": "string",
+    "registry": "object",
+    "workingDirectory": "string",
+    "containerHostBatchBindMounts": "array",
+}
+CONTAINER_REGISTRY: Fields = {
+    "username": "string",
+    "password": "string",
+    "registryServer": "string",
+    "identityReference": "object",
+}
+BIND_MOUNT: Fields = {"source": "string", "isReadOnly": "boolean"}
+CONTAINER_CONFIGURATION: Fields = {
+    "type": "string",
+    "containerImageNames": "array",
+    "containerRegistries": "array",
+}
+#: The spec's ContainerWorkingDirectory, ContainerHostDataPath and ContainerType values.
+WORKING_DIRECTORIES = ("taskWorkingDirectory", "containerImageDefault")
+HOST_DATA_PATHS = ("Shared", "Startup", "VfsMounts", "Task", "JobPrep", "Applications")
+CONTAINER_TYPES = ("dockerCompatible", "criCompatible")
 RESIZE: Fields = {
     "targetDedicatedNodes": "integer",
     "targetLowPriorityNodes": "integer",
@@ -198,6 +221,16 @@ def enum(value: Any, prop: str, allowed: tuple[str, ...]) -> str:
     return value.lower()
 
 
+def spelled(value: Any, prop: str, allowed: tuple[str, ...]) -> str:
+    """An enum the spec spells in camel or Pascal case (``taskWorkingDirectory``, ``Task``):
+    accepted in any case, returned as the spec spells it."""
+    if isinstance(value, str):
+        for name in allowed:
+            if name.lower() == value.lower():
+                return name
+    raise invalid_property(prop, value, f"Expected one of: {', '.join(allowed)}.")
+
+
 def integer(value: Any, prop: str, low: int | None = None, high: int | None = None) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise invalid_property(prop, value, "Expected an integer.")
@@ -213,6 +246,10 @@ def task_like(
     out = read(body, fields, prop, required)
     if "id" in out:
         check_id(out["id"], prop + "id")
+    if "containerSettings" in out:
+        out["containerSettings"] = container_settings(
+            out["containerSettings"], prop + "containerSettings"
+        )
     if "environmentSettings" in out:
         out["environmentSettings"] = name_value_list(
             out["environmentSettings"], prop + "environmentSettings"
@@ -270,3 +307,76 @@ def task_like(
     if "requiredSlots" in out:
         integer(out["requiredSlots"], prop + "requiredSlots", 1)
     return out
+
+
+def container_registry(value: Any, prop: str) -> dict[str, Any]:
+    """A ``ContainerRegistryReference`` (its password is taken out later: see
+    :func:`take_registry_passwords`)."""
+    out = obj(value, prop, CONTAINER_REGISTRY)
+    if "identityReference" in out:
+        out["identityReference"] = obj(
+            out["identityReference"], prop + ".identityReference", {"resourceId": "string"}
+        )
+    return out
+
+
+def container_settings(value: Any, prop: str) -> dict[str, Any]:
+    """A task's ``BatchTaskContainerSettings``: ``imageName`` required, enums as the spec
+    spells them. Whether the task may have them depends on the pool that runs it, which is
+    known only then (see ``_containers``)."""
+    out = obj(value, prop, CONTAINER_SETTINGS, ("imageName",))
+    if "registry" in out:
+        out["registry"] = container_registry(out["registry"], prop + ".registry")
+    if "workingDirectory" in out:
+        out["workingDirectory"] = spelled(
+            out["workingDirectory"], prop + ".workingDirectory", WORKING_DIRECTORIES
+        )
+    if "containerHostBatchBindMounts" in out:
+        mounts = []
+        for i, item in enumerate(out["containerHostBatchBindMounts"]):
+            name = f"{prop}.containerHostBatchBindMounts[{i}]"
+            entry = obj(item, name, BIND_MOUNT)
+            if "source" in entry:
+                entry["source"] = spelled(entry["source"], name + ".source", HOST_DATA_PATHS)
+            mounts.append(entry)
+        out["containerHostBatchBindMounts"] = mounts
+    return out
+
+
+def container_configuration(value: Any, prop: str) -> dict[str, Any]:
+    """A pool's ``BatchContainerConfiguration``: ``type`` required."""
+    out = obj(value, prop, CONTAINER_CONFIGURATION, ("type",))
+    out["type"] = spelled(out["type"], prop + ".type", CONTAINER_TYPES)
+    for i, image in enumerate(out.get("containerImageNames") or []):
+        if not isinstance(image, str):
+            raise invalid_property(f"{prop}.containerImageNames[{i}]", image, "Expected a string.")
+    if "containerRegistries" in out:
+        out["containerRegistries"] = [
+            container_registry(item, f"{prop}.containerRegistries[{i}]")
+            for i, item in enumerate(out["containerRegistries"])
+        ]
+    return out
+
+
+def take_registry_passwords(wire: dict[str, Any]) -> dict[str, str]:
+    """Remove every container registry password from a resource's wire and return them by
+    the registry's path (``containerSettings.registry``,
+    ``virtualMachineConfiguration.containerConfiguration.containerRegistries[0]``, ...).
+
+    The spec marks ``ContainerRegistryReference.password`` ``x-ms-secret``: the service takes
+    it but never returns it, so it is kept beside the wire, never in it.
+    """
+    found: dict[str, str] = {}
+
+    def walk(node: Any, path: str, registry: bool) -> None:
+        if isinstance(node, dict):
+            if registry and isinstance(node.get("password"), str):
+                found[path] = node.pop("password")
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else key, key == "registry")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}[{i}]", path.endswith("containerRegistries"))
+
+    walk(wire, "", False)
+    return found
