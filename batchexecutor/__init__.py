@@ -25,8 +25,10 @@ if TYPE_CHECKING:
         JobError,
         JobNotDoneError,
         JobNotFoundError,
+        NodeEnvironmentError,
         ObjectExistsError,
         ObjectNotFoundError,
+        OutputFilesError,
         RemoteError,
         SerializationError,
         StorageError,
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
         VersionMismatchError,
     )
     from ._executor import AzureBatchExecutor
+    from ._files import ExecutorView, OutputFile, ResourceFile, TaskOutput
     from ._future import JobFuture
     from ._jobs import JobExistsError
     from ._manage import JobInfo, JobSummary, TaskLog, format_jobs
@@ -55,6 +58,7 @@ __all__ = [
     "ConfigurationError",
     "ContainerRegistry",
     "CorruptObjectError",
+    "ExecutorView",
     "ForeignJobError",
     "IncompleteJobError",
     "JobError",
@@ -64,17 +68,22 @@ __all__ = [
     "JobNotDoneError",
     "JobNotFoundError",
     "JobSummary",
+    "NodeEnvironmentError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "OutputFile",
+    "OutputFilesError",
     "PoolError",
     "PoolInfo",
     "PoolSpec",
     "PoolWarning",
     "RemoteError",
+    "ResourceFile",
     "SerializationError",
     "StorageError",
     "TaskFailedError",
     "TaskLog",
+    "TaskOutput",
     "VersionMismatchError",
     "VmImage",
     "__version__",
@@ -100,6 +109,7 @@ _HOMES = {
         )
     },
     **{name: "._manage" for name in ("JobInfo", "JobSummary", "TaskLog", "format_jobs")},
+    **dict.fromkeys(("ExecutorView", "OutputFile", "ResourceFile", "TaskOutput"), "._files"),
     # Every exception of the tree: _errors imports nothing heavy, so it names them itself.
     **dict.fromkeys(_errors.__all__, "._errors"),
 }

@@ -42,6 +42,7 @@ from ._retry import (
     call,
     describe,
     error_code,
+    redact,
     status_code,
 )
 
@@ -62,6 +63,7 @@ __all__ = [
     "delete_job",
     "job_state",
     "pool_exists",
+    "read_node_file_tail",
     "serialized_size",
     "set_terminate_on_completion",
     "state_text",
@@ -778,3 +780,39 @@ def terminate_task_if_active(
         deadline=deadline,
     )
     return True
+
+
+def read_node_file_tail(
+    client: BatchClient,
+    pool_id: str,
+    node_id: str,
+    path: str,
+    *,
+    limit: int = 4096,
+    deadline: float = DEFAULT_DEADLINE,
+) -> str:
+    """The last ``limit`` bytes of a file on a node (e.g. a start task's stderr), as text
+    with secrets masked; ``""`` if it does not exist, and a note in parentheses if it
+    cannot be read (the node left, access denied ...): callers are reporting a failure
+    already, and go on."""
+
+    def fetch() -> str:
+        try:
+            size = client.get_node_file_properties(pool_id, node_id, path).content_length or 0
+            if not size:
+                return ""
+            start = max(0, size - limit)
+            data = b"".join(
+                client.download_node_file(
+                    pool_id, node_id, path, ocp_range=f"bytes={start}-{size - 1}"
+                )
+            )
+        except ResourceNotFoundError:
+            return ""
+        return data.decode("utf-8", "replace")
+
+    try:
+        text = call(f"read {path} of node {node_id!r}", fetch, deadline=deadline)
+    except HttpResponseError as error:
+        return f"(it could not be read: {error_code(error) or error.status_code})"
+    return redact(text)

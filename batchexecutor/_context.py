@@ -17,6 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from ._nodeenv import NodeLauncher, client_build
 from ._poller import Poller
 from ._serialize import call_payload
 from ._storage import BlobStore, LocalStore, Store
@@ -24,6 +25,7 @@ from .worker import STORE_ENV
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient
+    from azure.batch import models as bm
 
     from ._config import BatchConfig
 
@@ -72,11 +74,15 @@ class Context:
     environment: Mapping[str, str]
     poller: Poller
     progress: bool | None = None
+    install_client: bool = False
+    container_image: str | None = None
     resolver: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             _RESOLVERS, thread_name_prefix="batchexecutor-resolve"
         )
     )
+    _build_name: str | None = field(default=None, init=False)
+    _build_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @property
     def endpoint(self) -> str:
@@ -93,11 +99,24 @@ class Context:
         except RuntimeError:  # the resolver is shut down
             threading.Thread(target=fn, name="batchexecutor-cleanup", daemon=True).start()
 
-    def node_environment(self, job_id: str) -> dict[str, str]:
-        """The job's ``commonEnvironmentSettings``: where its store is, and the extras."""
+    @property
+    def launcher(self) -> NodeLauncher:
+        """How nodes start the worker (see :mod:`batchexecutor._nodeenv`)."""
+        return NodeLauncher(self.python, self.install_client, self.container_image)
+
+    def job_setup(self, job_id: str) -> tuple[dict[str, str], bm.BatchJobPreparationTask | None]:
+        """The job's ``commonEnvironmentSettings`` (where its store is, and the extras),
+        and its job preparation task, which installs the client's build (stored first,
+        once per executor) when the executor ships it."""
         lifetime = self.config.retention or NODE_ACCESS
         locator = self.store.node_locator(job_id, expiry=lifetime)
-        return {STORE_ENV: locator, **self.environment}
+        preparation = None
+        if self.install_client:
+            with self._build_lock:
+                if self._build_name is None:
+                    self._build_name = client_build().ensure_stored(self.store)
+            preparation = self.launcher.preparation(self._build_name, locator)
+        return {STORE_ENV: locator, **self.environment}, preparation
 
     def call_payload(
         self, fn: Callable[..., Any] | None, args: Any, kwargs: Mapping[str, Any], *, what: str

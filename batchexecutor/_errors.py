@@ -9,6 +9,8 @@
     │                                the ``__cause__`` of the exception re-raised locally
     ├── TaskFailedError              a task ended without an outcome (exit code, failure
     │                                information, the tail of its stderr)
+    ├── OutputFilesError             a task ran, but Batch could not upload its output
+    │                                files (its result is kept in the error)
     ├── StorageError                 the store failed (access denied, unreachable, ...)
     │   ├── ObjectNotFoundError      a stored object does not exist
     │   └── ObjectExistsError        a create-only write found the object already there
@@ -16,7 +18,10 @@
         ├── JobNotFoundError         no such job (also a LookupError)
         ├── ForeignJobError          the job was not created by batchexecutor
         ├── IncompleteJobError       its submission was cut short (resume or delete it)
-        └── JobNotDoneError          its result was asked for while it still runs
+        ├── JobNotDoneError          its result was asked for while it still runs
+        └── NodeEnvironmentError     the nodes cannot run its tasks: the job preparation
+                                     task failed (a Python version other than the
+                                     client's, a missing dependency ...)
 
     JobExistsError (a ValueError, from batchexecutor._jobs): the job ID is taken.
 
@@ -42,8 +47,10 @@ __all__ = [
     "JobError",
     "JobNotDoneError",
     "JobNotFoundError",
+    "NodeEnvironmentError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "OutputFilesError",
     "RemoteError",
     "SerializationError",
     "StorageError",
@@ -223,6 +230,35 @@ class TaskFailedError(BatchExecutorError):
         super().__init__(message)
 
 
+class OutputFilesError(BatchExecutorError):
+    """A task ran, but Batch could not upload its output files (``OutputFile``): e.g. a
+    destination whose SAS lacks write permission or expired, or a container that does not
+    exist. ``failure_info`` is Batch's failure (category, code such as
+    ``FileUploadAccessDenied``, message); the node's ``fileuploaderr.txt`` in the task's
+    directory says more. Nothing is lost: ``result`` holds what the future would have
+    returned had the uploads succeeded."""
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        task_id: str,
+        failure_info: str,
+        result: Any = None,
+    ) -> None:
+        from ._retry import redact  # as in TaskFailedError: node text, masked
+
+        self.job_id = job_id
+        self.task_id = task_id
+        self.failure_info = redact(failure_info)
+        self.result = result
+        super().__init__(
+            f"task {task_id!r} of job {job_id!r} ran, but Batch could not upload its output "
+            f"files: {self.failure_info}. Its result is this error's .result; the node's "
+            "fileuploaderr.txt (in the task's directory) says more"
+        )
+
+
 def _indent(text: str) -> str:
     return "\n".join("    " + line for line in text.splitlines())
 
@@ -297,3 +333,18 @@ def job_ended(job_id: str, reason: str | None, *, done: int | None = None) -> Jo
         "finished tasks stay readable: executor.partial_results(job_id)",
         job_id=job_id,
     )
+
+
+class NodeEnvironmentError(JobError):
+    """The pool's nodes cannot run the job's tasks: its job preparation task, which checks
+    the node's Python version and installs the client's build, failed on ``node_id``
+    (``exit_code``; ``stderr``, the end of its standard error, says why). Raised before
+    any of the job's tasks ran there; the job is terminated."""
+
+    def __init__(
+        self, message: str, *, job_id: str, node_id: str, exit_code: int | None, stderr: str
+    ) -> None:
+        self.node_id = node_id
+        self.exit_code = exit_code
+        self.stderr = stderr
+        super().__init__(message, job_id=job_id)

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError
@@ -35,6 +35,17 @@ from ._batch import pool_exists
 from ._combine import MODES, Mode
 from ._config import BatchConfig, ConfigurationError, default_home
 from ._context import DEFAULT_MAX_PAYLOAD_SIZE, Context, local_python_path, open_config_store
+from ._files import (
+    ExecutorView,
+    FileSpec,
+    OutputFile,
+    ResourceFile,
+    TaskOutput,
+    download_outputs,
+    file_spec,
+    list_outputs,
+    open_output,
+)
 from ._future import JobFuture
 from ._jobs import new_job_id
 from ._mapjob import MapJob, start_map
@@ -108,6 +119,18 @@ class AzureBatchExecutor(Executor):
     tasks, raising :class:`~batchexecutor.PoolError` with a node's stderr when every node
     failed its start task (see :meth:`wait_for_nodes`). ``delete_pool_on_shutdown``
     deletes the pool at :meth:`shutdown`, once the work is done.
+
+    ``install_client`` (default ``True``; ``False`` in :meth:`local` mode, whose tasks run
+    this very interpreter) ships this process's own batchexecutor and cloudpickle to each
+    job's storage, and a job preparation task installs them on every node the job uses,
+    after checking that the node's Python minor version is the client's: nodes need no
+    published batchexecutor, and a version skew fails the job's futures with a
+    :class:`~batchexecutor.NodeEnvironmentError` naming both versions before any task
+    runs. With ``False``, the nodes' interpreter must already have matching versions.
+
+    ``container_image`` (default: the ``pool`` spec's) runs every task, and the job
+    preparation task, inside that image on a container pool (Batch's task
+    ``containerSettings``); ``python`` is then the image's interpreter.
     """
 
     def __init__(
@@ -123,6 +146,8 @@ class AzureBatchExecutor(Executor):
         pool: PoolSpec | None = None,
         wait_for_nodes: bool | float | None = None,
         delete_pool_on_shutdown: bool = False,
+        install_client: bool = True,
+        container_image: str | None = None,
     ) -> None:
         if max_workers is not None:
             if isinstance(max_workers, bool) or not isinstance(max_workers, int):
@@ -145,6 +170,14 @@ class AzureBatchExecutor(Executor):
                     "give one"
                 )
             python = python or pool.python
+            container_image = container_image or pool.container_image
+        if container_image is not None and (
+            not isinstance(container_image, str) or not container_image.strip()
+        ):
+            raise ValueError(
+                "container_image must be an image name, e.g. 'python:3.12', got "
+                f"{container_image!r}"
+            )
         spec = pool
         pool_name = spec.pool_id if spec is not None else pool_id or config.pool_id or ""
         if max_payload_size <= 0:
@@ -191,6 +224,8 @@ class AzureBatchExecutor(Executor):
             environment=dict(node_environment or {}),
             poller=poller,
             progress=progress,
+            install_client=bool(install_client),
+            container_image=container_image,
         )
         self._submits = SubmitJob(self._context)
         self._map_jobs: weakref.WeakSet[MapJob] = weakref.WeakSet()
@@ -230,6 +265,7 @@ class AzureBatchExecutor(Executor):
         )
         _ensure_local_pool(config)
         environment = {"PYTHONPATH": local_python_path(), **options.pop("node_environment", {})}
+        options.setdefault("install_client", False)
         return cls(
             config,
             LOCAL_POOL,
@@ -241,7 +277,17 @@ class AzureBatchExecutor(Executor):
     # -- the Executor interface ------------------------------------------------------------
 
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> JobFuture[T]:
-        """Run ``fn(*args, **kwargs)`` as a Batch task; pickling errors are raised here."""
+        """Run ``fn(*args, **kwargs)`` as a Batch task; pickling errors are raised here.
+        (Resource and output files: ``executor.options(...).submit(...)``.)"""
+        return self._submit(fn, args, kwargs, None)
+
+    def _submit(
+        self,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        files: FileSpec | None,
+    ) -> JobFuture[T]:
         self._ensure_nodes()
         with self._shutdown_lock:
             if self._shutdown:
@@ -249,7 +295,7 @@ class AzureBatchExecutor(Executor):
             self._require_pool()
             if not callable(fn):
                 raise TypeError(f"{fn!r} is not callable")
-            return cast(JobFuture[T], self._submits.submit(fn, args, kwargs))
+            return cast(JobFuture[T], self._submits.submit(fn, args, kwargs, files))
 
     def map_async(
         self,
@@ -260,6 +306,8 @@ class AzureBatchExecutor(Executor):
         reduce: Callable[[Any, Any], Any] | None = None,
         errors: Literal["raise", "skip", "return"] = "raise",
         job_id: str | None = None,
+        resource_files: Iterable[ResourceFile] = (),
+        output_files: Iterable[OutputFile] = (),
     ) -> JobFuture[Any]:
         """Submit ``fn`` over ``iterables`` as one Batch job; a future for its whole result.
 
@@ -267,11 +315,17 @@ class AzureBatchExecutor(Executor):
         become), or with ``reduce`` the fold ``reduce(reduce(r0, r1), r2) ...`` computed
         in the cloud. ``combine`` merges the chunks' outcomes in a cloud task, so the
         result is one download.
+
+        Every chunk task gets ``resource_files`` (:class:`~batchexecutor.ResourceFile`:
+        downloaded by Batch into its working directory before it runs) and
+        ``output_files`` (:class:`~batchexecutor.OutputFile`: uploaded by Batch once it
+        exits; without a destination, to the job's storage: see :meth:`job_outputs`).
         """
         self._check_map(fn, iterables, chunksize, combine, reduce, errors)
         job_id = check_job_id(job_id) if job_id is not None else new_job_id("map")
+        files = file_spec(resource_files, output_files)
         job = self._start_map(
-            fn, iterables, chunksize, combine, reduce, errors, job_id, future=True
+            fn, iterables, chunksize, combine, reduce, errors, job_id, future=True, files=files
         )
         assert job.whole is not None
         job.whole._partial = self._partial_reader()
@@ -291,14 +345,77 @@ class AzureBatchExecutor(Executor):
         task); the iterator raises the first exception where its item stands, and
         ``TimeoutError`` if a result is not there ``timeout`` seconds after this call.
         Once the iterator is exhausted or closed, the job and its stored data are
-        deleted.
+        deleted. (Resource and output files: ``executor.options(...).map(...)``.)
         """
+        return self._map(fn, iterables, timeout, chunksize, None)
+
+    def _map(
+        self,
+        fn: Callable[..., T],
+        iterables: tuple[Iterable[Any], ...],
+        timeout: float | None,
+        chunksize: int,
+        files: FileSpec | None,
+    ) -> Iterator[T]:
         end = None if timeout is None else time.monotonic() + timeout
         self._check_map(fn, iterables, chunksize, True, None, "raise")
         job = self._start_map(
-            fn, iterables, chunksize, True, None, "raise", new_job_id("map"), future=False
+            fn,
+            iterables,
+            chunksize,
+            True,
+            None,
+            "raise",
+            new_job_id("map"),
+            future=False,
+            files=files,
         )
         return _MapResults(job, end)
+
+    # -- resource and output files ---------------------------------------------------------
+
+    def options(
+        self,
+        *,
+        resource_files: Iterable[ResourceFile] = (),
+        output_files: Iterable[OutputFile] = (),
+    ) -> ExecutorView:
+        """This executor, as an :class:`~batchexecutor.ExecutorView` whose ``submit``,
+        ``map`` and ``map_async`` give every task these files::
+
+            with_data = executor.options(resource_files=[ResourceFile(url, "data.csv")])
+            future = with_data.submit(analyse, "data.csv")
+
+        The view is a ``concurrent.futures.Executor`` with the standard signatures, so it
+        goes wherever an executor is expected; it shares this executor's jobs and threads.
+        """
+        return ExecutorView(self, file_spec(resource_files, output_files) or FileSpec())
+
+    def job_outputs(
+        self, job: str | JobFuture[Any], task_id: str | None = None
+    ) -> list[TaskOutput]:
+        """The output files the tasks of ``job`` (a job ID or a future; for a ``submit()``
+        future, its own task's) uploaded to the job's storage (``OutputFile`` without a
+        destination), ordered by task and path; ``task_id`` for one task's only. Raises
+        :class:`~batchexecutor.JobNotFoundError` for a job that does not exist."""
+        job_id, task_id = _job_and_task(job, task_id)
+        return list_outputs(self._context, job_id, task_id)
+
+    def download_outputs(
+        self,
+        job: str | JobFuture[Any],
+        directory: str | os.PathLike[str],
+        task_id: str | None = None,
+    ) -> list[Path]:
+        """Download the outputs :meth:`job_outputs` lists into ``directory``: each task's
+        into ``directory/<task_id>/``, or, for one task (``task_id``, a ``submit()``
+        future), into ``directory`` itself, keeping their paths. The files written."""
+        job_id, task_id = _job_and_task(job, task_id)
+        return download_outputs(self._context, job_id, directory, task_id)
+
+    def open_output(self, output: TaskOutput) -> IO[bytes]:
+        """A binary stream of one output file (from :meth:`job_outputs`); use ``with``."""
+        return open_output(self._context, output)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """No new work; ``cancel_futures`` cancels calls that have not started; ``wait``
@@ -553,6 +670,7 @@ class AzureBatchExecutor(Executor):
         job_id: str,
         *,
         future: bool,
+        files: FileSpec | None = None,
     ) -> MapJob:
         with self._shutdown_lock:
             if self._shutdown:
@@ -575,11 +693,23 @@ class AzureBatchExecutor(Executor):
             reduce=reduce,
             mode=cast(Mode, errors),
             future=whole,
+            files=files,
         )
         if whole is not None:
             whole._canceller = job.cancel
         self._map_jobs.add(job)
         return job
+
+
+def _job_and_task(job: str | JobFuture[Any], task_id: str | None) -> tuple[str, str | None]:
+    """A job ID and task ID from a job ID (and task ID), or from a future."""
+    if isinstance(job, JobFuture):
+        if task_id is not None and job.task_id is not None and task_id != job.task_id:
+            raise ValueError(
+                f"task_id {task_id!r} is not the task of this future ({job.task_id!r})"
+            )
+        return job.job_id, task_id if task_id is not None else job.task_id
+    return check_job_id(job), task_id
 
 
 def _release_resolver(submits: SubmitJob, context: Context) -> None:

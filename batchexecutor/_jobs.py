@@ -29,7 +29,6 @@ happens, so the combine task (ID ``combine``) runs when some chunks fail.
 from __future__ import annotations
 
 import secrets
-import shlex
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
@@ -39,11 +38,14 @@ from azure.core.exceptions import HttpResponseError
 
 from ._batch import pool_exists
 from ._errors import BatchExecutorError
+from ._nodeenv import NodeLauncher
 from ._retry import call, error_code
 from ._serialize import versions
 
 if TYPE_CHECKING:
     from azure.batch import BatchClient
+
+    from ._files import TaskFiles
 
 __all__ = [
     "COMBINE_TASK",
@@ -59,7 +61,6 @@ __all__ = [
 METADATA_PREFIX: Final = "batchexecutor."
 #: The combine task's ID (not an integer, so no taskIdRange of chunks covers it).
 COMBINE_TASK: Final = "combine"
-_WORKER: Final = "-m batchexecutor.worker"
 
 
 class JobExistsError(ValueError):
@@ -96,8 +97,10 @@ def create_job(
     max_parallel_tasks: int | None,
     dependencies: bool,
     deadline: float,
+    preparation: bm.BatchJobPreparationTask | None = None,
 ) -> None:
-    """Create the job, ``onAllTasksComplete=noaction`` until every task is added.
+    """Create the job, ``onAllTasksComplete=noaction`` until every task is added, with
+    the job preparation task ``preparation`` (see :mod:`batchexecutor._nodeenv`).
 
     Raises :class:`JobExistsError` if the ID is taken (by an earlier attempt of this very
     call too: IDs are fresh per call, so that cannot be mistaken for this job), and
@@ -113,6 +116,7 @@ def create_job(
         id=job_id,
         pool_info=bm.BatchPoolInfo(pool_id=pool_id),
         uses_task_dependencies=dependencies,
+        job_preparation_task=preparation,
         all_tasks_complete_mode=bm.BatchAllTasksCompleteMode.NO_ACTION,
         max_parallel_tasks=max_parallel_tasks if max_parallel_tasks is not None else -1,
         common_environment_settings=[
@@ -153,8 +157,12 @@ def finish_submission(
     )
 
 
-def _command(python: str, arguments: Sequence[str]) -> str:
-    return " ".join([shlex.quote(python), _WORKER, *map(shlex.quote, arguments)])
+def _launcher(python: str | NodeLauncher) -> NodeLauncher:
+    return python if isinstance(python, NodeLauncher) else NodeLauncher(python)
+
+
+def _command(python: str | NodeLauncher, arguments: Sequence[str]) -> str:
+    return _launcher(python).command(arguments)
 
 
 _SATISFY = bm.ExitOptions(dependency_action=bm.DependencyAction.SATISFY)
@@ -164,11 +172,13 @@ def chunk_task(
     job_id: str,
     chunk: int,
     *,
-    python: str,
+    python: str | NodeLauncher,
     pack: tuple[int, int, int],
     dependents: bool,
+    files: TaskFiles | None = None,
 ) -> bm.BatchTaskCreateOptions:
-    """Chunk ``chunk``'s task; its input is ``length`` bytes at ``offset`` of ``pack``."""
+    """Chunk ``chunk``'s task; its input is ``length`` bytes at ``offset`` of ``pack``;
+    ``files``, its resource and output files (see :mod:`batchexecutor._files`)."""
     number, offset, length = pack
     arguments = ["run", "--job", job_id, "--chunk", str(chunk)]
     arguments += ["--pack", str(number), "--offset", str(offset), "--length", str(length)]
@@ -181,11 +191,14 @@ def chunk_task(
         )
         if dependents
         else None,
+        resource_files=files.resource_files() if files is not None else None,
+        output_files=files.output_files(chunk) if files is not None else None,
+        container_settings=_launcher(python).container_settings(),
     )
 
 
 def combine_task(
-    job_id: str, chunks: int, *, python: str, mode: str, reduce: bool
+    job_id: str, chunks: int, *, python: str | NodeLauncher, mode: str, reduce: bool
 ) -> bm.BatchTaskCreateOptions:
     """The combine task, depending on chunks ``0 .. chunks - 1`` by one ID range."""
     arguments = ["combine", "--job", job_id, "--chunks", str(chunks), "--mode", mode]
@@ -195,6 +208,7 @@ def combine_task(
         id=COMBINE_TASK,
         command_line=_command(python, arguments),
         constraints=bm.BatchTaskConstraints(max_task_retry_count=0),
+        container_settings=_launcher(python).container_settings(),
         depends_on=bm.BatchTaskDependencies(
             task_id_ranges=[bm.BatchTaskIdRange(start=0, end=chunks - 1)]
         )

@@ -363,6 +363,7 @@ def _map_job(context: Context, info: JobInfo, future: JobFuture[Any] | None) -> 
         mode=info.errors,
         future=future,
     )
+    job.prepared = True  # it may have a job preparation task: check it if tasks stall
     if future is not None:
         future._canceller = job.cancel
     return job
@@ -464,6 +465,7 @@ def attach(
     watch = watches.get(job_id)
     if watch is None or watch.finished:
         watch = watches[job_id] = AttachedTasks(context, job_id)
+        watch.prepared = True  # as in _map_job
         watch.add(future)
         context.poller.watch(watch)
     else:

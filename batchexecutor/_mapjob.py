@@ -16,6 +16,12 @@
     map() iterates: chunk k's outcome as soon as chunk k completes, until the combined
     result exists, then the rest from it (one read instead of one per chunk)
 
+With ``resource_files`` / ``output_files`` every chunk task carries them (checked, and
+local files stored under ``J/files/``, before the job is created or right after); the
+combine task gets none. A chunk that ran but whose output files Batch could not upload
+fails the whole-job future (and ``map()``'s iterator, where its items stand) with
+:class:`~batchexecutor.OutputFilesError`, the values kept in the error.
+
 Memory in the client stays at one window of inputs while submitting, and at one record
 while iterating; a chunk's state is one byte.
 """
@@ -38,6 +44,15 @@ from . import _names
 from ._batch import CompletedTask, TaskCounts, add_tasks, delete_job, terminate_job
 from ._combine import Mode
 from ._errors import BatchExecutorError, ObjectNotFoundError, TaskFailedError, job_ended
+from ._files import (
+    FileCache,
+    FileSpec,
+    TaskFiles,
+    check_task_size,
+    output_upload_error,
+    prepare_files,
+    upload_failed,
+)
 from ._future import JobFuture
 from ._jobs import COMBINE_TASK, chunk_task, combine_task, create_job, finish_submission
 from ._poller import Watch
@@ -98,6 +113,7 @@ class MapJob(Watch):
         self.done_chunks = 0
         self.failed: dict[int, CompletedTask] = {}  # chunk tasks that did not succeed
         self.combined: CompletedTask | None = None
+        self.files: TaskFiles | None = None  # the chunk tasks' resource and output files
         self.error: BaseException | None = None
         self.discarded = False
         self.progress = Progress(job_id) if enabled(context.progress) else None
@@ -146,8 +162,12 @@ class MapJob(Watch):
         with self.cond:
             if self.complete or self.discarded:
                 return
-            self.error = BatchExecutorError(
-                f"job {self.job_id!r} can no longer be followed: {describe(error)}"
+            self.error = (
+                error  # ours says why (e.g. a NodeEnvironmentError)
+                if isinstance(error, BatchExecutorError)
+                else BatchExecutorError(
+                    f"job {self.job_id!r} can no longer be followed: {describe(error)}"
+                )
             )
             self.cond.notify_all()
         if self.future is not None:
@@ -252,6 +272,20 @@ class MapJob(Watch):
             reason=f"the combine task stored no result ({name})",
         )
 
+    def upload_failure(
+        self, first_chunk: int = 0, last_chunk: int | None = None
+    ) -> CompletedTask | None:
+        """The first chunk task from ``first_chunk`` (to ``last_chunk``) that ran but whose
+        output files Batch could not upload, or None."""
+        last = float("inf") if last_chunk is None else last_chunk
+        with self.cond:
+            chunks = [
+                chunk
+                for chunk, task in self.failed.items()
+                if first_chunk <= chunk <= last and upload_failed(task)
+            ]
+            return self.failed[min(chunks)] if chunks else None
+
     def _resolve(self, future: JobFuture[Any]) -> None:
         what = f"the result of job {self.job_id!r}"
         try:
@@ -262,6 +296,9 @@ class MapJob(Watch):
                 ok, value = True, list(values(self.records(), what=what, mode=self.mode))
         except Exception as error:
             ok, value = False, error
+        uploads = self.upload_failure() if ok else None
+        if uploads is not None:  # the files asked for are missing: not a silent success
+            ok, value = False, output_upload_error(self.job_id, uploads, value)
         settle(future, ok, value)
 
     def iterate(self, deadline: float | None) -> Iterator[Any]:
@@ -282,21 +319,22 @@ class MapJob(Watch):
                         raise FuturesTimeout()
                     self.cond.wait(left)
                 complete = self.complete
-            if complete:
+            if complete and self.upload_failure(chunk) is None:
                 yield from values(self.records(chunk), what=what, mode=self.mode)
                 return
-            yield from values(
-                chunk_records(
-                    self.context.store,
-                    self.job_id,
-                    chunk + 1,
-                    self.mode,
-                    missing=self.missing,
-                    first=chunk,
-                ),
-                what=what,
-                mode=self.mode,
+            records = chunk_records(
+                self.context.store,
+                self.job_id,
+                chunk + 1,
+                self.mode,
+                missing=self.missing,
+                first=chunk,
             )
+            uploads = self.upload_failure(chunk, chunk)
+            if uploads is not None:  # raised where its items stand, with their values
+                chunk_values = list(values(records, what=what, mode=self.mode))
+                raise output_upload_error(self.job_id, uploads, chunk_values)
+            yield from values(records, what=what, mode=self.mode)
             chunk += 1
 
     # -- cancelling and cleaning up ------------------------------------------------------
@@ -370,8 +408,10 @@ def map_fields(
     combine: bool,
     reduce: Callable[[Any, Any], Any] | None,
     mode: Mode,
+    files: FileSpec | None = None,
 ) -> dict[str, Any]:
-    """The job metadata of a ``map`` at its creation."""
+    """The job metadata of a ``map`` at its creation (``files``: how many resource and
+    output files each task gets, never their URLs)."""
     lengths = [len(it) for it in iterables if hasattr(it, "__len__")]  # type: ignore[arg-type]
     return {
         "kind": "map",
@@ -382,6 +422,8 @@ def map_fields(
         "errors": mode,
         "planned": min(lengths) if iterables and len(lengths) == len(iterables) else None,
         "submitted": "partial",
+        "resource_files": len(files.resource_files) if files and files.resource_files else None,
+        "output_files": len(files.output_files) if files and files.output_files else None,
     }
 
 
@@ -396,22 +438,39 @@ def start_map(
     reduce: Callable[[Any, Any], Any] | None,
     mode: Mode,
     future: JobFuture[Any] | None,
+    files: FileSpec | None = None,
 ) -> MapJob:
-    """Submit the job (see the module docstring) and return its watch."""
+    """Submit the job (see the module docstring) and return its watch. ``files``: every
+    chunk task's resource and output files (checked before anything is created)."""
     fields = map_fields(
-        fn, iterables, chunksize=chunksize, combine=combine, reduce=reduce, mode=mode
+        fn, iterables, chunksize=chunksize, combine=combine, reduce=reduce, mode=mode, files=files
     )
+    cache = FileCache()
+    task_files = None
+    if files is not None:
+        task_files = prepare_files(context, job_id, files, cache=cache)
+        largest = chunk_task(
+            job_id,
+            999_999_999,
+            python=context.launcher,
+            pack=(999_999_999, 1 << 50, 1 << 40),
+            dependents=combine,
+            files=task_files,
+        )
+        check_task_size(largest, f"map job {job_id!r}")
     function_blob = dumps(fn, what=f"the function {_name(fn)} of a map", info={"job": job_id})
     reduce_blob = (
         None
         if reduce is None
         else dumps(reduce, what=f"the reduce function {_name(reduce)}", info={"job": job_id})
     )
+    environment, preparation = context.job_setup(job_id)
     create_job(
         context.client,
         job_id,
         pool_id=context.pool_id,
-        environment=context.node_environment(job_id),
+        environment=environment,
+        preparation=preparation,
         fields=fields,
         max_parallel_tasks=context.max_workers,
         dependencies=combine,
@@ -426,7 +485,11 @@ def start_map(
         mode=mode,
         future=future,
     )
+    job.prepared = preparation is not None
+    job.files = task_files
     try:
+        if task_files is not None:
+            task_files.store_uploads(context, cache)
         if reduce_blob is not None:
             context.store.put(_names.reducer(job_id), reduce_blob)
         submit_tasks(context, job, function_blob, iterables, fields)
@@ -450,6 +513,12 @@ def submit_tasks(
     """Steps 1 and 3-5 of the module docstring; chunks whose task is in ``existing`` are
     skipped (a resumed submission), new packs are numbered from ``first_pack``."""
     client, store, deadline, job_id = context.client, context.store, context.deadline, job.job_id
+    if job.files is None and (fields.get("resource_files") or fields.get("output_files")):
+        raise ValueError(
+            f"job {job_id!r} gives its tasks resource or output files, which a resumed "
+            "submission cannot re-create (their URLs hold SAS tokens, kept out of the job's "
+            "metadata): delete it (executor.delete_job(job_id)) and submit it again"
+        )
     store.put(_names.function(job_id), function_blob)
     rows = zip(*iterables)  # noqa: B905 (map stops at the shortest iterable)
     chunks, items = _submit_chunks(
@@ -459,7 +528,9 @@ def submit_tasks(
     # Before the combine task exists: it reads the manifest to place a dead chunk's items.
     store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
     if job.combine and COMBINE_TASK not in existing:
-        task = combine_task(job_id, chunks, python=context.python, mode=job.mode, reduce=job.reduce)
+        task = combine_task(
+            job_id, chunks, python=context.launcher, mode=job.mode, reduce=job.reduce
+        )
         add_tasks(client, job_id, [task], deadline=deadline)
     finish_submission(client, job_id, fields, deadline=deadline)
     job.submitted(chunks, items)
@@ -496,9 +567,10 @@ def _submit_chunks(
                 chunk_task(
                     job_id,
                     number,
-                    python=context.python,
+                    python=context.launcher,
                     pack=(pack, offset, len(data)),
                     dependents=dependents,
+                    files=job.files,
                 )
             )
             offset += len(data)

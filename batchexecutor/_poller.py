@@ -22,7 +22,10 @@ has seen for two list rounds in a row, the cursor is reset and the job rescanned
 
 When the counts have not moved for a few ticks while tasks are queued, one more request
 asks for the job's state: a job terminated by someone keeps its never-run tasks active
-for ever, and its watch must learn that it ended (``on_ended``). A job that disappears
+for ever, and its watch must learn that it ended (``on_ended``); for a job with a job
+preparation task, one more asks whether that failed, leaving the tasks unable to run
+anywhere (:func:`batchexecutor._nodeenv.preparation_failure`: the job is terminated and
+its watch lost with the reason). A job that disappears
 (deleted by someone) ends its watch with the service's error; a
 job the poller cannot reach for ``failures_allowed`` ticks in a row (each request
 already retried up to its deadline) ends with the last error, so no future waits
@@ -45,7 +48,9 @@ from ._batch import (
     completed_tasks_since,
     job_state,
     task_counts,
+    terminate_job,
 )
+from ._nodeenv import preparation_failure
 from ._retry import describe
 
 if TYPE_CHECKING:
@@ -77,6 +82,7 @@ class Watch:
         self._lagging_lists = 0
         self._failures = 0
         self._still = 0  # ticks since the counts last moved
+        self.prepared = False  # the job has a job preparation task (it may fail)
 
     def on_completed(self, tasks: Sequence[CompletedTask]) -> None:
         """New completions (each task once per completion)."""
@@ -239,6 +245,8 @@ class Poller:
                 if state == "completed":
                     watch.on_ended(reason)
                     return False
+                if watch.prepared and self._unpreparable(watch):
+                    return False
             if not (completions or (behind and watch._ticks_since_list >= _LIST_EVERY)):
                 watch._failures = 0
                 return False
@@ -269,6 +277,21 @@ class Poller:
                 watch._lagging_lists = 0
                 watch.cursor = CompletionCursor()
         return bool(found.tasks)
+
+    def _unpreparable(self, watch: Watch) -> bool:
+        """Whether the job's preparation task failed so that its tasks cannot run: then
+        the job is terminated (its tasks would wait for ever, and keep an autoscaled
+        pool up) and the watch lost with the reason."""
+        failure = preparation_failure(self._client, watch.job_id, deadline=self._deadline)
+        self.requests += 1
+        if failure is None:
+            return False
+        try:
+            terminate_job(self._client, watch.job_id, "NodeEnvironment", deadline=self._deadline)
+        except Exception as error:  # the futures must learn why all the same
+            log.warning("batchexecutor: job %s left active: %s", watch.job_id, describe(error))
+        self._lose(watch, failure)
+        return True
 
     def _failed(self, watch: Watch, error: BaseException) -> bool:
         watch._failures += 1

@@ -46,6 +46,7 @@ from typing import IO, TYPE_CHECKING, Any, Final
 from azure.batch import models as bm
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from ._batch import read_node_file_tail
 from ._config import Secret
 from ._errors import BatchExecutorError
 from ._retry import call, error_code, redact
@@ -781,32 +782,6 @@ def _text(value: object) -> str:
     return str(getattr(value, "value", value)) if value is not None else ""
 
 
-def _read_start_stderr(client: BatchClient, pool_id: str, node_id: str, deadline: float) -> str:
-    def fetch() -> str:
-        try:
-            size = (
-                client.get_node_file_properties(pool_id, node_id, START_TASK_STDERR).content_length
-                or 0
-            )
-            if not size:
-                return ""
-            start = max(0, size - STDERR_TAIL)
-            data = b"".join(
-                client.download_node_file(
-                    pool_id, node_id, START_TASK_STDERR, ocp_range=f"bytes={start}-{size - 1}"
-                )
-            )
-        except ResourceNotFoundError:
-            return ""
-        return data.decode("utf-8", "replace")
-
-    try:
-        text = call(f"read {START_TASK_STDERR} of node {node_id!r}", fetch, deadline=deadline)
-    except HttpResponseError as error:  # the node left, access denied ...: say so, go on
-        return f"(its stderr could not be read: {error_code(error) or error.status_code})"
-    return redact(text)
-
-
 def _failure(
     client: BatchClient, pool_id: str, node: bm.BatchNode, deadline: float, read: bool
 ) -> NodeFailure | None:
@@ -819,7 +794,13 @@ def _failure(
     if info is not None and info.failure_info is not None:
         reasons.append(f"{info.failure_info.code}: {info.failure_info.message}")
     reasons += [f"{e.code}: {e.message}" for e in errors if e.code or e.message]
-    stderr = _read_start_stderr(client, pool_id, str(node.id), deadline) if read else ""
+    stderr = (
+        read_node_file_tail(
+            client, pool_id, str(node.id), START_TASK_STDERR, limit=STDERR_TAIL, deadline=deadline
+        )
+        if read
+        else ""
+    )
     return NodeFailure(
         node_id=str(node.id),
         state=_text(node.state),

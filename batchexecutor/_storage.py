@@ -436,6 +436,17 @@ class BlobStore(Store):
 
     def open(self, name: str) -> IO[bytes]:
         _check_name(name)
+        return self._open(name)
+
+    def open_blob(self, name: str) -> IO[bytes]:
+        """:meth:`open` for any blob name, as :meth:`list_names` returns it: the output
+        files Batch uploads keep the names of the nodes' files, which our names'
+        stricter rule (no spaces, no leading dots, ...) need not fit."""
+        if not isinstance(name, str) or not name or len(name) > _MAX_NAME:
+            raise ValueError(f"invalid blob name {name!r}")
+        return self._open(name)
+
+    def _open(self, name: str) -> IO[bytes]:
         first = self._call("read", name, lambda: self._first_range(name))
         return io.BufferedReader(_BlobReader(self, name, *first))
 
@@ -576,8 +587,6 @@ class BlobStore(Store):
         return f"{self.url}?{token}"
 
     def _user_delegation_key(self, expires: datetime) -> Any:
-        from azure.storage.blob import BlobServiceClient
-
         now = datetime.now(timezone.utc)
         if expires - now > USER_DELEGATION_LIMIT:
             raise StorageError(
@@ -586,8 +595,9 @@ class BlobStore(Store):
                 f"{expires.isoformat(timespec='seconds')}: give the storage account key, or "
                 "a shorter job lifetime"
             )
-        account_url = self.url.rsplit("/", 1)[0]
-        service = BlobServiceClient(account_url, credential=self.container.credential)
+        # The container client's own pipeline: its credential, token audience (sovereign
+        # clouds, see BatchConfig.blob_audience) and retry settings.
+        service = self.container._get_blob_service_client()
         return self._call(
             "get a user delegation key for",
             None,

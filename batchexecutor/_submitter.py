@@ -17,6 +17,12 @@ While one batch is on its way the next accumulates, so a burst of calls costs ab
 blob write and one request per hundred calls. Task IDs are the calls' sequence numbers:
 deterministic, so a retried add is idempotent.
 
+A call made through ``executor.options(resource_files=..., output_files=...)`` has its
+files bound to the job, checked (a task too large for any request is refused) and its
+local files stored, all in the caller; its task carries them (:mod:`batchexecutor._files`).
+A call that returned but whose output files Batch could not upload fails with
+:class:`~batchexecutor.OutputFilesError`, its value kept in the error.
+
 A call still in the queue is cancelled on the spot; a task added but not yet running is
 terminated on Batch; a running one cannot be cancelled.
 """
@@ -44,6 +50,15 @@ from ._batch import (
     terminate_task_if_active,
 )
 from ._errors import BatchExecutorError, ObjectNotFoundError, StorageError, job_ended
+from ._files import (
+    FileCache,
+    FileSpec,
+    TaskFiles,
+    check_task_size,
+    output_upload_error,
+    prepare_files,
+    upload_failed,
+)
 from ._future import JobFuture
 from ._jobs import chunk_task, create_job, new_job_id
 from ._poller import Watch
@@ -73,6 +88,7 @@ class _Call:
     chunk: int
     stream: bytes  # the call's input record stream
     future: JobFuture[Any]
+    files: TaskFiles | None = None  # its task's resource and output files
 
 
 def settle(future: JobFuture[Any], ok: bool, value: Any) -> None:
@@ -102,15 +118,25 @@ class SubmitJob(Watch):
         self._next_pack = 0
         self._created = False
         self._closing = False
+        self._lost: BaseException | None = None  # why the job can run no more tasks
+        self._file_cache = FileCache()  # the job's node SAS and the local files it stored
         self._thread: threading.Thread | None = None
         _live.add(self)
 
     # -- the caller's side -------------------------------------------------------------
 
     def submit(
-        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        files: FileSpec | None = None,
     ) -> JobFuture[Any]:
         context = self.context
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+        task_files = self._task_files(files) if files is not None else None
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
@@ -132,7 +158,7 @@ class SubmitJob(Watch):
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot schedule new futures after shutdown")
-            self._queue.append(_Call(chunk, buffer.getvalue(), future))
+            self._queue.append(_Call(chunk, buffer.getvalue(), future, task_files))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="batchexecutor-submitter", daemon=True
@@ -140,6 +166,23 @@ class SubmitJob(Watch):
                 self._thread.start()
             self._lock.notify_all()
         return future
+
+    def _task_files(self, files: FileSpec) -> TaskFiles:
+        """A call's files bound to this job, checked, its local files stored (in the
+        caller: errors are raised there, before the call is queued)."""
+        context = self.context
+        task_files = prepare_files(context, self.job_id, files, cache=self._file_cache)
+        largest = chunk_task(
+            self.job_id,
+            999_999_999,
+            python=context.launcher,
+            pack=(999_999_999, 1 << 50, 1 << 40),
+            dependents=False,
+            files=task_files,
+        )
+        check_task_size(largest, "submit()")
+        task_files.store_uploads(context, self._file_cache)
+        return task_files
 
     def cancel(self, future: JobFuture[Any]) -> bool:
         """The future's canceller: True if its work will not run."""
@@ -239,18 +282,23 @@ class SubmitJob(Watch):
 
     def _send(self, batch: Sequence[_Call]) -> None:
         context = self.context
+        if self._lost is not None:  # e.g. its nodes cannot run it: so are later calls
+            raise self._lost
         if not self._created:
+            environment, preparation = context.job_setup(self.job_id)
             create_job(
                 context.client,
                 self.job_id,
                 pool_id=context.pool_id,
-                environment=context.node_environment(self.job_id),
+                environment=environment,
+                preparation=preparation,
                 fields={"kind": "submit"},
                 max_parallel_tasks=context.max_workers,
                 dependencies=False,
                 deadline=context.deadline,
             )
             self._created = True
+            self.prepared = preparation is not None
             context.poller.watch(self)
         pack = self._next_pack
         self._next_pack += 1
@@ -263,9 +311,10 @@ class SubmitJob(Watch):
                 chunk_task(
                     self.job_id,
                     sent.chunk,
-                    python=context.python,
+                    python=context.launcher,
                     pack=(pack, offset, len(sent.stream)),
                     dependents=False,
+                    files=sent.files,
                 )
             )
             offset += len(sent.stream)
@@ -349,6 +398,7 @@ class SubmitJob(Watch):
     def on_lost(self, error: BaseException) -> None:
         failure = _failure(f"job {self.job_id!r} can no longer be followed", error)
         with self._lock:
+            self._lost = failure
             futures = list(self._in_flight.values())
             self._in_flight.clear()
         for future in futures:
@@ -363,6 +413,8 @@ def resolve_task(
         return
     try:
         ok, value = submit_outcome(context.store, job_id, int(task.id))
+        if ok and upload_failed(task):  # the files asked for are missing: not a success
+            ok, value = False, output_upload_error(job_id, task, value)
     except ObjectNotFoundError:
         ok, value = False, task_failure(context.client, job_id, task, deadline=context.deadline)
     except (StorageError, BatchExecutorError) as error:

@@ -76,6 +76,15 @@ def test_the_exception_tree_is_public() -> None:
         assert issubclass(getattr(batchexecutor, name), batchexecutor.BatchExecutorError)
 
 
+def test_resource_and_output_files_are_public() -> None:
+    names = {"ResourceFile", "OutputFile", "TaskOutput", "ExecutorView", "OutputFilesError"}
+    assert names <= public_names()
+    from batchexecutor import _files
+
+    for name in names - {"OutputFilesError"}:
+        assert getattr(batchexecutor, name) is getattr(_files, name)
+
+
 def test_version() -> None:
     assert isinstance(batchexecutor.__version__, str)
     assert re.fullmatch(r"\d+\.\d+\.\d+\S*", batchexecutor.__version__)

@@ -83,16 +83,21 @@ def executor_config(
 
 
 @pytest.fixture
-def make_executor(executor_config: BatchConfig) -> Iterator[Callable[..., AzureBatchExecutor]]:
+def make_executor(
+    executor_config: BatchConfig, stack: str
+) -> Iterator[Callable[..., AzureBatchExecutor]]:
     """A factory of executors on this test's stack; each is shut down after the test.
 
     Nodes get the test process's ``sys.path``, so functions of test modules (pickled by
-    reference) import on the node as they do in ``AzureBatchExecutor.local()``.
+    reference) import on the node as they do in ``AzureBatchExecutor.local()``. On the
+    Azurite stack, as on Azure, each job also installs the client's build on its nodes
+    (``install_client``); on the directory stack, as in local mode, it does not.
     """
     made: list[AzureBatchExecutor] = []
 
     def make(**kwargs: Any) -> AzureBatchExecutor:
         kwargs.setdefault("node_environment", {"PYTHONPATH": local_python_path()})
+        kwargs.setdefault("install_client", stack == "azurite")
         config = kwargs.pop("config", executor_config)
         executor = AzureBatchExecutor(config, **kwargs)
         made.append(executor)

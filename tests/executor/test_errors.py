@@ -59,6 +59,19 @@ EXAMPLES: list[BatchExecutorError] = [
         "the submission of job 'j' was cut short", job_id="j", added=40, planned=100
     ),
     _errors.JobNotDoneError("job 'j' is still running", job_id="j"),
+    _errors.NodeEnvironmentError(
+        "the nodes of pool 'p' cannot run job 'j': Python version mismatch",
+        job_id="j",
+        node_id="tvm-1",
+        exit_code=65,
+        stderr="batchexecutor: Python version mismatch: the client runs Python 3.11 ...\n",
+    ),
+    _errors.OutputFilesError(
+        job_id="j",
+        task_id="7",
+        failure_info="usererror FileUploadAccessDenied: access denied",
+        result=[1, 2, 3],
+    ),
 ]
 
 

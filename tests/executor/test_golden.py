@@ -17,18 +17,22 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from azure.batch import models as bm
 
-from batchexecutor import Autoscale, ContainerRegistry, PoolSpec
+from batchexecutor import Autoscale, ContainerRegistry, OutputFile, PoolSpec, ResourceFile
 from batchexecutor._batch import _task_json
+from batchexecutor._files import file_spec, prepare_files
 from batchexecutor._jobs import chunk_task, combine_task, create_job
 from batchexecutor._mapjob import map_fields
+from batchexecutor._nodeenv import NodeLauncher, client_build
 from batchexecutor._pool import _as_json
 from batchexecutor._retry import redact
 from tests.contract.spec import request_validator, schema_errors
@@ -36,8 +40,13 @@ from tests.contract.spec import request_validator, schema_errors
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("BATCHEXECUTOR_UPDATE_GOLDEN") == "1"
 JOB_ID = "bx-map-20260101-120000-0123abcd"
-# The interpreter of a pool with packages (its virtual environment on the nodes).
-PYTHON = "/opt/batchexecutor/venv/bin/python"
+# The interpreter of a pool with packages (its virtual environment on the nodes), with
+# the client's build installed by each job's preparation task (the default on Azure).
+PYTHON = NodeLauncher("/opt/batchexecutor/venv/bin/python", install_client=True)
+# A container pool's tasks run python3 in its image.
+CONTAINER = NodeLauncher(
+    "python3", install_client=True, container_image="myregistry.azurecr.io/batch/worker:1.0"
+)
 SUBNET = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/my-group/providers/"
     "Microsoft.Network/virtualNetworks/my-vnet/subnets/batch"
@@ -84,6 +93,21 @@ def _normalize(data: Any) -> Any:
         return {key: _normalize(value) for key, value in data.items()}
     if isinstance(data, list):
         return [_normalize(item) for item in data]
+    if isinstance(data, str):
+        # The client build's name holds its version and digest; the preparation task's
+        # arguments, the client's Python version and its node requirements' versions.
+        data = re.sub(
+            r"batchexecutor-[A-Za-z0-9_.-]+-[0-9a-f]{20}\.zip",
+            "batchexecutor-VERSION-DIGEST.zip",
+            data,
+        )
+        data = re.sub(
+            r"' \d+\.\d+ batchexecutor-build", "' PYTHON-VERSION batchexecutor-build", data
+        )
+        data = re.sub(r"(azure-storage-blob|tenacity)==[^@]+@", r"\1==VERSION@", data)
+    if isinstance(data, str) and "sig=" in data:  # a SAS URL (resource and output files),
+        # still a valid URI: the spec checks these fields' format
+        return re.sub(r"sv=[0-9-]+", "sv=STORAGE-SERVICE-VERSION", redact(data))
     return data
 
 
@@ -115,7 +139,7 @@ def container_pool_request() -> dict[str, Any]:
     return _as_json(spec.to_create_options())
 
 
-def _store_locator() -> str:
+def _blob_store() -> Any:
     from azure.storage.blob import ContainerClient
 
     from batchexecutor._storage import BlobStore
@@ -125,8 +149,24 @@ def _store_locator() -> str:
         "EndpointSuffix=core.windows.net"
     )
     container = ContainerClient.from_connection_string(connection, "batchexecutor")
-    store = BlobStore(container)
-    return redact(store.node_locator(JOB_ID, expiry=timedelta(days=30)))
+    return BlobStore(container)
+
+
+def _user_sas(container: str, permission: str, blob: str | None = None) -> str:
+    """A SAS URL of another account's container (or blob), as a user would pass it."""
+    from azure.storage.blob import generate_blob_sas, generate_container_sas
+
+    expiry = datetime(2030, 1, 1, tzinfo=timezone.utc)
+    base = f"https://theirdata.blob.core.windows.net/{container}"
+    if blob is None:
+        token = generate_container_sas(
+            "theirdata", container, account_key=FAKE_KEY, permission=permission, expiry=expiry
+        )
+        return f"{base}?{token}"
+    token = generate_blob_sas(
+        "theirdata", container, blob, account_key=FAKE_KEY, permission=permission, expiry=expiry
+    )
+    return f"{base}/{blob}?{token}"
 
 
 def job_request() -> dict[str, Any]:
@@ -135,11 +175,13 @@ def job_request() -> dict[str, Any]:
     fields = map_fields(
         square, [range(1000)], chunksize=10, combine=True, reduce=None, mode="raise"
     )
+    locator = _blob_store().node_locator(JOB_ID, expiry=timedelta(days=30))
     create_job(
         client,  # type: ignore[arg-type]
         JOB_ID,
         pool_id="batchexecutor-pool",
-        environment={"BATCHEXECUTOR_STORE": _store_locator()},
+        environment={"BATCHEXECUTOR_STORE": redact(locator)},
+        preparation=PYTHON.preparation(client_build().name, locator),
         fields=fields,
         max_parallel_tasks=None,
         dependencies=True,
@@ -152,6 +194,39 @@ def job_request() -> dict[str, Any]:
 
 def chunk_task_request() -> dict[str, Any]:
     task = chunk_task(JOB_ID, 7, python=PYTHON, pack=(0, 4096, 612), dependents=True)
+    return json.loads(_task_json(task))  # type: ignore[no-any-return]
+
+
+def chunk_task_files_request() -> dict[str, Any]:
+    """A chunk task with resource files of each kind and output files of each kind, as
+    ``map_async(..., resource_files=[...], output_files=[...])`` sends it."""
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(directory) / "params.json"
+        local.write_text('{"iterations": 1000}\n')
+        spec = file_spec(
+            [
+                ResourceFile(_user_sas("inputs", "r", "matrix.csv"), "data/matrix.csv"),
+                ResourceFile.from_container(
+                    _user_sas("references", "rl"), "refs", blob_prefix="genome/", file_mode=0o640
+                ),
+                ResourceFile.from_path(local, "conf/params.json"),
+            ],
+            [
+                OutputFile("out/**/*.csv"),
+                OutputFile("../stderr.txt", path="logs", upload_condition="failure"),
+                OutputFile("plots/*.png", _user_sas("results", "w"), upload_condition="success"),
+            ],
+        )
+        assert spec is not None
+        context = SimpleNamespace(store=_blob_store(), config=SimpleNamespace(retention=None))
+        files = prepare_files(context, JOB_ID, spec)  # type: ignore[arg-type]
+    task = chunk_task(JOB_ID, 7, python=PYTHON, pack=(0, 4096, 612), dependents=True, files=files)
+    return json.loads(_task_json(task))  # type: ignore[no-any-return]
+
+
+def chunk_task_container_request() -> dict[str, Any]:
+    """A chunk task on a container pool: it runs in the pool's image."""
+    task = chunk_task(JOB_ID, 7, python=CONTAINER, pack=(0, 4096, 612), dependents=True)
     return json.loads(_task_json(task))  # type: ignore[no-any-return]
 
 
@@ -179,6 +254,8 @@ CASES: list[tuple[str, str, Callable[[], dict[str, Any]], frozenset[str]]] = [
     ),
     ("job.json", "Jobs_CreateJob", job_request, frozenset()),
     ("chunk-task.json", "Tasks_CreateTask", chunk_task_request, frozenset()),
+    ("chunk-task-files.json", "Tasks_CreateTask", chunk_task_files_request, frozenset()),
+    ("chunk-task-container.json", "Tasks_CreateTask", chunk_task_container_request, frozenset()),
     ("combine-task.json", "Tasks_CreateTask", combine_task_request, frozenset()),
 ]
 
@@ -214,7 +291,8 @@ def test_golden_request(
 
 def test_tasks_go_in_add_collection_bodies_too() -> None:
     """The executor adds tasks with Tasks_CreateTaskCollection: a body of the same tasks."""
-    body = {"value": [chunk_task_request(), combine_task_request()]}
+    tasks = [chunk_task_request(), chunk_task_files_request(), chunk_task_container_request()]
+    body = {"value": [*tasks, combine_task_request()]}
     validator = request_validator("Tasks_CreateTaskCollection")
     assert validator is not None
     assert schema_errors(validator, body) == []

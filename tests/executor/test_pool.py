@@ -4,7 +4,8 @@ waiting for, inspecting, resizing and deleting pools on the emulator (end to end
 The emulator runs a start task as a real process on this machine (``python3`` there is
 this interpreter): the package install test builds a wheel with the standard library and
 has the start task ``pip install --no-index`` it into a virtual environment in a
-temporary directory, so nothing is installed into this test environment.
+temporary directory, so nothing is installed into this test environment; the job
+preparation task installs the client's own batchexecutor and cloudpickle beside it.
 """
 
 from __future__ import annotations
@@ -209,13 +210,6 @@ def build_wheel(directory: Path, name: str = PROBE, version: str = "1.0") -> Pat
     return wheel
 
 
-def use_probe(x: int) -> tuple[int, str]:
-    """Runs on a node: the package exists only in the pool's virtual environment."""
-    import bxprobe  # type: ignore[import-not-found]
-
-    return bxprobe.double(x), bxprobe.VERSION
-
-
 @pytest.fixture
 def config(batch_service: BatchEmulator, tmp_path: Path) -> BatchConfig:
     return BatchConfig(
@@ -260,10 +254,25 @@ def test_packages_from_a_local_wheel_on_a_new_pool(
         packages=["--no-index", f"--find-links {wheels}", PROBE],
         venv=str(tmp_path / "venv"),
     )
-    with executor(config, pool=spec, max_workers=4, delete_pool_on_shutdown=True) as ex:
+
+    # Nothing of this test environment reaches the nodes: the pool's environment has the
+    # probe package, and the job preparation task installs the client's batchexecutor and
+    # cloudpickle (install_client); the function travels by value.
+    def use_probe(x: int) -> tuple[int, str, str]:
+        import bxprobe  # type: ignore[import-not-found]
+
+        import batchexecutor
+
+        return bxprobe.double(x), bxprobe.VERSION, batchexecutor.__file__ or ""
+
+    with executor(
+        config, pool=spec, max_workers=4, delete_pool_on_shutdown=True, node_environment={}
+    ) as ex:
         assert ex.pool_created and ex.pool_id == pool_id
         # The first submission waits for a node whose start task succeeded.
-        assert list(ex.map(use_probe, range(6), chunksize=2)) == [(2 * i, "1.0") for i in range(6)]
+        results = list(ex.map(use_probe, range(6), chunksize=2))
+        assert [r[:2] for r in results] == [(2 * i, "1.0") for i in range(6)]
+        assert all("jobpreparation/wd/batchexecutor-site/batchexecutor/" in r[2] for r in results)
         info = ex.pool_info()
         assert info.usable_nodes == 1 and info.failures == []
         assert info.created_by_batchexecutor and info.python == spec.python
@@ -275,6 +284,39 @@ def test_packages_from_a_local_wheel_on_a_new_pool(
         __import__(PROBE)
     # delete_pool_on_shutdown: deleted once the work was done.
     wait_for(lambda: pool_id not in {p.id for p in client.list_pools()}, timeout=60)
+
+
+def in_container(x: int) -> tuple[int, str]:
+    import os
+
+    return x + 1, os.environ.get("AZ_BATCH_TASK_WORKING_DIR", "")
+
+
+def test_tasks_run_in_the_pools_container_image(
+    config: BatchConfig, client: BatchClient, pool_id: str
+) -> None:
+    """On a container pool, every task (and the job preparation task) runs in its image.
+
+    The emulator runs containers on this host when no container runtime answers (its
+    ``host`` mode, see docs/emulator.md), so this checks what Batch is asked for and that
+    the work gets done; the container itself is Batch's (or docker's) business.
+    """
+    spec = PoolSpec(pool_id, "standard_d2s_v3", container_image="python:3.11-slim")
+    with executor(config, pool=spec, max_workers=2, delete_pool_on_shutdown=True) as ex:
+        results = list(ex.map(in_container, range(4), chunksize=2))
+        assert [r[0] for r in results] == [1, 2, 3, 4]
+        assert all(r[1].endswith("/wd") for r in results)  # the task's working directory
+        job_id = ex.submit_job_id
+        assert ex.submit(in_container, 9).result(timeout=60)[0] == 10
+        job = client.get_job(job_id)
+        prep = job.job_preparation_task
+        assert prep is not None and prep.container_settings is not None
+        assert prep.container_settings.image_name == "python:3.11-slim"
+        task = client.get_task(job_id, "0")
+        settings = task.container_settings
+        assert settings is not None and settings.image_name == "python:3.11-slim"
+        assert settings.working_directory == "taskWorkingDirectory"
+        assert task.execution_info.container_info is not None  # Batch reports the container
 
 
 def test_a_failed_install_raises_with_the_node_stderr(
