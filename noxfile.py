@@ -1,10 +1,11 @@
-"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``.
+"""Developer sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``azure``.
 
 Supported Pythons come from pyproject's classifiers (one place to change them).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -82,3 +83,42 @@ def bench(session: nox.Session) -> None:
     install_groups(session, "bench")
     env = {"BATCHEXECUTOR_AZURITE": str(azurite)}
     session.run("python", "-m", "benchmarks", *session.posargs, env=env)
+
+
+#: Python of the ``azure`` session: that of the default node image's ``python3`` (Ubuntu
+#: 24.04 LTS), since nodes must run the client's Python minor version.
+AZURE_NODE_PYTHON = "3.12"
+_STORAGE_VARIABLES = (
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT",
+    "BATCHEXECUTOR_STORAGE_ACCOUNT_URL",
+)
+
+
+@nox.session(python=AZURE_NODE_PYTHON)
+def azure(session: nox.Session) -> None:
+    """The end-to-end test on a real Azure Batch account (see docs/azure.md).
+
+    Needs AZURE_BATCH_ENDPOINT (with AZURE_BATCH_ACCOUNT and AZURE_BATCH_ACCESS_KEY, or
+    Microsoft Entra ID) and storage (AZURE_STORAGE_CONNECTION_STRING, or
+    AZURE_STORAGE_ACCOUNT [+ AZURE_STORAGE_KEY]); skipped without them. Creates a pool of
+    one node (BATCHEXECUTOR_E2E_VM_SIZE, default Standard_D2s_v5) and deletes it.
+    """
+    if not os.environ.get("AZURE_BATCH_ENDPOINT") or not any(
+        os.environ.get(name) for name in _STORAGE_VARIABLES
+    ):
+        session.skip(
+            "no Azure account configured: set AZURE_BATCH_ENDPOINT (+ AZURE_BATCH_ACCOUNT "
+            "and AZURE_BATCH_ACCESS_KEY, or sign in for Microsoft Entra ID) and "
+            "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT (docs/azure.md)"
+        )
+    install_groups(session, "test")
+    session.run(
+        "pytest",
+        "tests/e2e",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        *session.posargs,
+        env={"BATCHEXECUTOR_E2E": "azure"},
+    )

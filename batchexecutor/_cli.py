@@ -9,10 +9,19 @@ Managing jobs from any shell, as doAzureParallel's "long running job" guide does
     batchexecutor terminate JOB_ID                            stop its tasks
     batchexecutor delete JOB_ID [--yes]                       deleteJob(jobId), and its data
 
-The Batch account and storage come from the environment (``BatchConfig.from_env()``), or
-with ``--local`` from the local emulator daemon (``--home DIR``, default
-``$BATCHEXECUTOR_HOME``), which these commands never start. Errors are one message on
-stderr and an exit code (:data:`EXIT_CODES`), never a traceback, and never a secret.
+and pools, as doAzureParallel's cluster functions do (:mod:`batchexecutor._cli_pool`)::
+
+    batchexecutor pool create POOL_ID --vm-size SIZE [...]    makeCluster(): create or reuse
+    batchexecutor pool show POOL_ID [--json]                  getCluster(): state, nodes, errors
+    batchexecutor pool resize POOL_ID --nodes N | --autoscale T   resizeCluster()
+    batchexecutor pool delete POOL_ID [--yes]                 stopCluster()
+    batchexecutor pool list [--json]                          getClusterList()
+
+The Batch account and storage come from the environment (``BatchConfig.from_env()``; the
+pool commands read only its Batch settings), or with ``--local`` from the local emulator
+daemon (``--home DIR``, default ``$BATCHEXECUTOR_HOME``), which these commands never start,
+except ``pool create``. Errors are one message on stderr and an exit code
+(:data:`EXIT_CODES`), never a traceback, and never a secret.
 
 ``emulator ...`` runs or manages the local emulator and ``demo`` runs a short job.
 This module imports nothing heavy at the top: ``--help`` stays fast.
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import textwrap
@@ -30,30 +40,32 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._demo import DEMO_POOL, DEMO_VM_SIZE
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._config import BatchConfig
     from ._executor import AzureBatchExecutor
 
-#: Exit codes of the job commands.
+#: Exit codes of the job and pool commands.
 EXIT_OK = 0
-EXIT_FAILED = 1  # the job failed, no local daemon runs, the service failed, not confirmed
+EXIT_FAILED = 1  # the job or the pool's nodes failed, no local daemon, service failed, ...
 EXIT_USAGE = 2  # bad arguments, no configuration, deletion refused without --yes
-EXIT_NOT_FOUND = 3  # no such job (or task)
+EXIT_NOT_FOUND = 3  # no such job, task or pool
 EXIT_FOREIGN = 4  # the job was not created by batchexecutor
-EXIT_NOT_DONE = 5  # the job is still running
+EXIT_NOT_DONE = 5  # the job is still running; pool create --wait: no node ready in time
 EXIT_INCOMPLETE = 6  # the job's submission was cut short
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES = f"""\
 exit codes:
   {EXIT_OK}  success
-  {EXIT_FAILED}  the job (or its result) failed, no local daemon is running, the service
-     failed, or a deletion was not confirmed
+  {EXIT_FAILED}  the job (or its result) failed, the pool's nodes failed, no local daemon is
+     running, the service failed, or a deletion was not confirmed
   {EXIT_USAGE}  bad arguments, no configuration, or delete without --yes off a terminal
-  {EXIT_NOT_FOUND}  no such job or task
+  {EXIT_NOT_FOUND}  no such job, task or pool
   {EXIT_FOREIGN}  the job was not created by batchexecutor
-  {EXIT_NOT_DONE}  the job is still running
+  {EXIT_NOT_DONE}  the job is still running, or pool create --wait: no node was ready in time
   {EXIT_INCOMPLETE}  the job's submission was cut short (resume it from Python, or delete it)
 """
 
@@ -91,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     _job_commands(commands)
+    from ._cli_pool import pool_commands
+
+    pool_commands(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -129,6 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="keep state and task files here, across restarts",
     )
+    emulator.add_argument(
+        "--container-runtime",
+        default=None,
+        metavar="RUNTIME",
+        help="how tasks with containerSettings run: auto (docker if its daemon answers, else "
+        "on the host), host, or a docker-compatible CLI such as docker or podman (default: "
+        "$BATCHEXECUTOR_CONTAINER_RUNTIME or auto)",
+    )
     emulator.add_argument("--account-name", default="emulator", help="account name")
     emulator.add_argument(
         "--account-key", default=None, help="base64 account key (default: a random one, printed)"
@@ -164,8 +187,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     emulator.set_defaults(handler=_emulator)
 
-    demo = commands.add_parser("demo", help="run a short real job on a local emulator")
+    demo = commands.add_parser(
+        "demo",
+        help="run a short real job on a local emulator (or, with --azure, on Azure Batch)",
+        description="A Monte-Carlo estimate of pi: one map job of chunk tasks and a combine "
+        "task. By default on the local emulator daemon; with --azure on the Batch account "
+        "and storage of the environment or config file (docs/azure.md), on the configured "
+        f"pool or a one-node pool {DEMO_POOL!r} created for it and deleted afterwards.",
+    )
     demo.add_argument("--tasks", type=int, default=20, help="number of tasks")
+    demo.add_argument("--azure", action="store_true", help="run on Azure Batch")
+    demo.add_argument(
+        "--pool",
+        default=None,
+        metavar="POOL_ID",
+        help="with --azure: an existing pool to use (default: $BATCHEXECUTOR_POOL_ID, else "
+        f"a new pool {DEMO_POOL!r})",
+    )
+    demo.add_argument(
+        "--vm-size",
+        default=DEMO_VM_SIZE,
+        help=f"with --azure: the new pool's VM size (default {DEMO_VM_SIZE})",
+    )
+    demo.add_argument(
+        "--keep-pool", action="store_true", help="with --azure: do not delete the new pool"
+    )
     demo.set_defaults(handler=_demo)
 
     args = parser.parse_args(argv)
@@ -175,15 +221,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 # --------------------------------------------------------------------------- job commands
 
 
-def _where(parser: argparse.ArgumentParser) -> None:
+def _where(
+    parser: argparse.ArgumentParser,
+    *,
+    what: str = "jobs",
+    started: str = "never started by these commands",
+) -> None:
     """``--local`` and ``--home``, accepted before the command and after it."""
-    group = parser.add_argument_group("where the jobs are")
+    group = parser.add_argument_group(f"where the {what} are")
     group.add_argument(
         "--local",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="use the local emulator daemon (never started by these commands) and its store, "
-        "instead of the environment's configuration",
+        help=f"use the local emulator daemon ({started}) and its store, instead of the "
+        "environment's configuration",
     )
     group.add_argument(
         "--home",
@@ -324,31 +375,69 @@ def _error(name: str, message: str) -> None:
 
 def _executor(args: argparse.Namespace) -> AzureBatchExecutor:
     """The executor the command works with: local daemon or environment."""
-    from ._config import BatchConfig, ConfigurationError, default_home
     from ._executor import AzureBatchExecutor
+
+    return AzureBatchExecutor(command_config(args), progress=False)
+
+
+#: What ``BatchConfig.from_env`` reads about storage (the pool commands leave it out).
+_STORAGE_VARIABLES = frozenset(
+    {
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_KEY",
+        "BATCHEXECUTOR_STORAGE_ACCOUNT_URL",
+        "BATCHEXECUTOR_STORAGE_DIR",
+        "BATCHEXECUTOR_STORAGE_AUDIENCE",
+        "BATCHEXECUTOR_CONTAINER",
+    }
+)
+
+
+def command_config(
+    args: argparse.Namespace, *, what: str = "jobs", start: bool = False, storage: bool = True
+) -> BatchConfig:
+    """The configuration a command works with: the local daemon of ``--home`` with
+    ``--local`` (started only if ``start``), else the environment's. ``storage=False``
+    (the pool commands) reads only the Batch settings: storage is neither needed nor
+    checked, and a stand-in directory (never written) takes its place."""
+    from ._config import BatchConfig, ConfigurationError, default_home
 
     home_arg = getattr(args, "home", None)
     if getattr(args, "local", False) or home_arg is not None:
-        from ._daemon import running_daemon
+        from ._daemon import DaemonError, ensure_daemon, running_daemon
 
         home = Path(home_arg).expanduser() if home_arg else default_home()
-        daemon = running_daemon(home)
-        if daemon is None:
-            raise _Failure(
-                EXIT_FAILED,
-                f"no local daemon is running for {home}, so there are no local jobs to "
-                "manage (a stopped daemon keeps its jobs: start it with `batchexecutor "
-                f"emulator start --home-dir {home}`)",
-            )
-        config = BatchConfig.for_emulator(
+        if start:
+            try:
+                daemon = ensure_daemon(home)
+            except DaemonError as error:
+                raise _Failure(EXIT_FAILED, f"the local daemon could not start: {error}") from None
+        else:
+            found = running_daemon(home)
+            if found is None:
+                created = (
+                    "; `batchexecutor pool create --local ...` starts it" if what == "pools" else ""
+                )
+                raise _Failure(
+                    EXIT_FAILED,
+                    f"no local daemon is running for {home}, so there are no local {what} to "
+                    f"manage (a stopped daemon keeps its {what}: start it with `batchexecutor "
+                    f"emulator start --home-dir {home}`{created})",
+                )
+            daemon = found
+        return BatchConfig.for_emulator(
             daemon.endpoint, daemon.account_name, daemon.account_key, home=home
         )
-    else:
-        try:
-            config = BatchConfig.from_env()
-        except ConfigurationError as error:
-            raise _Failure(EXIT_USAGE, str(error)) from None
-    return AzureBatchExecutor(config, progress=False)
+    environ: dict[str, str] = dict(os.environ)
+    if not storage:
+        environ = {k: v for k, v in environ.items() if k not in _STORAGE_VARIABLES}
+        environ["BATCHEXECUTOR_STORAGE_DIR"] = os.getcwd()  # a stand-in, never used
+    try:
+        return BatchConfig.from_env(environ)
+    except ConfigurationError as error:
+        only = "" if storage else " (the pool commands need only the Batch settings)"
+        raise _Failure(EXIT_USAGE, f"{error}{only}") from None
 
 
 def _explain(error: Exception, args: argparse.Namespace) -> tuple[int, str]:
@@ -479,12 +568,7 @@ def _delete(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
 
     job_id = check_job_id(args.job_id)
     if not args.yes:
-        if not sys.stdin.isatty():
-            raise _Failure(
-                EXIT_USAGE,
-                f"refusing to delete job {job_id} without confirmation: stdin is not a "
-                "terminal; pass --yes to delete it",
-            )
+        require_terminal(f"job {job_id}")
         try:
             info = executor.get_job(job_id)
         except JobNotFoundError:
@@ -495,13 +579,27 @@ def _delete(executor: AzureBatchExecutor, args: argparse.Namespace) -> int:
                 f"delete job {job_id} ({info.state}, {info.counts.total} tasks{kind}) and "
                 "everything it stored"
             )
-        print(f"{what}? This cannot be undone. [y/N] ", end="", file=sys.stderr, flush=True)
-        answer = sys.stdin.readline().strip().lower()
-        if answer not in ("y", "yes"):
-            raise _Failure(EXIT_FAILED, f"not confirmed: job {job_id} was not deleted")
+        confirm(f"{what}?", f"job {job_id}")
     executor.delete_job(job_id)
     print(f"deleted job {job_id} and everything it stored")
     return EXIT_OK
+
+
+def require_terminal(what: str) -> None:
+    """Refuse (``EXIT_USAGE``) to delete ``what`` without ``--yes`` off a terminal."""
+    if not sys.stdin.isatty():
+        raise _Failure(
+            EXIT_USAGE,
+            f"refusing to delete {what} without confirmation: stdin is not a terminal; pass "
+            "--yes to delete it",
+        )
+
+
+def confirm(question: str, what: str) -> None:
+    """Ask ``question`` on the terminal; ``EXIT_FAILED`` unless the answer is yes."""
+    print(f"{question} This cannot be undone. [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise _Failure(EXIT_FAILED, f"not confirmed: {what} was not deleted")
 
 
 # --------------------------------------------------------------------------- emulator, demo
@@ -529,6 +627,7 @@ def _emulator(args: argparse.Namespace) -> int:
             faults=plan,
             account_name=args.account_name,
             account_key=args.account_key,
+            container_runtime=args.container_runtime,
         )
         emulator.start()
     except (ValueError, OSError) as error:
@@ -552,7 +651,18 @@ def _emulator(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
-    return int(run_demo(tasks=args.tasks))
+    if not args.azure and (args.pool or args.keep_pool or args.vm_size != DEMO_VM_SIZE):
+        print("demo: --pool, --vm-size and --keep-pool go with --azure", file=sys.stderr)
+        return EXIT_USAGE
+    return int(
+        run_demo(
+            tasks=args.tasks,
+            azure=args.azure,
+            pool_id=args.pool,
+            vm_size=args.vm_size,
+            keep_pool=args.keep_pool,
+        )
+    )
 
 
 def _daemon_action(args: argparse.Namespace) -> int:

@@ -45,6 +45,14 @@ argument and file key           environment variable                  meaning
                                                                       storage
 ``storage_account_url``         ``BATCHEXECUTOR_STORAGE_ACCOUNT_URL`` blob endpoint, e.g. for
                                                                       sovereign clouds
+``batch_audience``              ``BATCHEXECUTOR_BATCH_AUDIENCE``      Entra ID audience of Batch
+                                                                      (default: the endpoint's
+                                                                      cloud's, see below)
+``storage_audience``            ``BATCHEXECUTOR_STORAGE_AUDIENCE``    Entra ID audience of storage
+                                                                      (default: see below)
+``authority_host``              ``AZURE_AUTHORITY_HOST``              Entra ID authority of
+                                                                      ``DefaultAzureCredential``
+                                                                      (default: see below)
 ``storage_dir``                 ``BATCHEXECUTOR_STORAGE_DIR``         a local directory as storage
                                                                       instead of Blob (local
                                                                       emulator only; in a file,
@@ -83,6 +91,29 @@ the file > defaults**, setting by setting. Where two settings exclude each other
 an account key and a credential), the one from the stronger source wins and the other is
 ignored; both from the same source is an error. :meth:`from_env` and :meth:`from_file`
 read one source only.
+
+**Clouds.** The Batch endpoint's host names its cloud (:attr:`BatchConfig.cloud`; the
+storage URL's host when the endpoint's is not an Azure one), which gives the Microsoft
+Entra ID defaults used with a ``TokenCredential`` (shared keys need none of them):
+
+* ``AzureCloud`` (``*.batch.azure.com``, and any host of no other cloud): Batch audience
+  ``https://batch.core.windows.net/``; storage audience azure-storage-blob's default,
+  ``https://storage.azure.com/`` (every account); azure-identity's default authority,
+  ``login.microsoftonline.com``;
+* ``AzureChinaCloud`` (hosts ending in ``.chinacloudapi.cn``):
+  ``https://batch.chinacloudapi.cn/``; the account's blob endpoint,
+  ``https://<account>.blob.core.chinacloudapi.cn/``; ``https://login.chinacloudapi.cn``;
+* ``AzureUSGovernment`` (hosts ending in ``.usgovcloudapi.net``):
+  ``https://batch.core.usgovcloudapi.net/``;
+  ``https://<account>.blob.core.usgovcloudapi.net/``; ``https://login.microsoftonline.us``.
+
+A ``storage_account_name`` alone names the blob service of the Batch endpoint's cloud
+(``https://<name>.blob.core.chinacloudapi.cn``). Batch tokens are asked for the scope
+``<batch_audience>/.default`` (``https://batch.core.windows.net//.default``: the double
+slash the SDK uses, since the audience ends with one); storage tokens for
+``<storage_audience>.default``. The authority is where the ``DefaultAzureCredential`` the
+configuration builds (without ``batch_credential`` / ``storage_credential``) signs in; a
+credential you pass keeps its own (build it with ``authority=`` for a sovereign cloud).
 """
 
 from __future__ import annotations
@@ -101,7 +132,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple, NoReturn
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AzureNamedKeyCredential, TokenCredential
@@ -132,6 +163,44 @@ LOCAL_POLL_INTERVAL: Final = (0.02, 0.1)
 #: Seconds one request may take, retries included.
 DEFAULT_REQUEST_DEADLINE: Final = 120.0
 
+
+class _Cloud(NamedTuple):
+    """An Azure cloud's Microsoft Entra ID defaults (see the module's docstring)."""
+
+    name: str
+    host_suffixes: tuple[str, ...]  # of its Batch endpoints and storage URLs
+    batch_audience: str
+    storage_suffix: str | None  # None: azure-storage-blob's default audience
+    authority_host: str | None  # None: azure-identity's default authority
+
+
+# The clouds whose hosts BatchConfig.cloud recognises; the first is also the default for
+# any other host (an emulator, a proxy). Values: Microsoft's Batch docs for each cloud and
+# the Azure CLI's cloud definitions (batch_resource_id, active_directory).
+_CLOUDS: Final = (
+    _Cloud(
+        "AzureCloud",
+        (".azure.com", ".windows.net"),
+        "https://batch.core.windows.net/",
+        None,
+        None,
+    ),
+    _Cloud(
+        "AzureChinaCloud",
+        (".chinacloudapi.cn",),
+        "https://batch.chinacloudapi.cn/",
+        "core.chinacloudapi.cn",
+        "https://login.chinacloudapi.cn",
+    ),
+    _Cloud(
+        "AzureUSGovernment",
+        (".usgovcloudapi.net",),
+        "https://batch.core.usgovcloudapi.net/",
+        "core.usgovcloudapi.net",
+        "https://login.microsoftonline.us",
+    ),
+)
+
 #: The environment variables :meth:`BatchConfig.from_env` reads, and what they mean.
 ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = {
     "AZURE_BATCH_ENDPOINT": "Batch account endpoint, https://<account>.<region>.batch.azure.com",
@@ -141,6 +210,12 @@ ENVIRONMENT_VARIABLES: Final[Mapping[str, str]] = {
     "AZURE_STORAGE_ACCOUNT": "storage account name",
     "AZURE_STORAGE_KEY": "storage account key (without it: Microsoft Entra ID)",
     "BATCHEXECUTOR_STORAGE_ACCOUNT_URL": "blob service URL (sovereign clouds, Azurite)",
+    "BATCHEXECUTOR_BATCH_AUDIENCE": "Microsoft Entra ID audience of Batch (default: from the "
+    "endpoint's cloud)",
+    "BATCHEXECUTOR_STORAGE_AUDIENCE": "Microsoft Entra ID audience of storage (default: from "
+    "the storage URL's cloud)",
+    "AZURE_AUTHORITY_HOST": "Microsoft Entra ID authority of DefaultAzureCredential (default: "
+    "from the cloud)",
     "BATCHEXECUTOR_STORAGE_DIR": "a local directory as storage (local emulator only)",
     "BATCHEXECUTOR_CONTAINER": f"blob container (default {DEFAULT_CONTAINER!r})",
     "BATCHEXECUTOR_POOL_ID": "default pool ID",
@@ -280,6 +355,9 @@ _FIELDS = (
     "storage_credential",
     "storage_container",
     "storage_dir",
+    "batch_audience",
+    "storage_audience",
+    "authority_host",
     "pool_id",
     "poll_interval_min",
     "poll_interval_max",
@@ -296,8 +374,11 @@ class BatchConfig:
     for shared key, or ``batch_credential``; with neither, ``DefaultAzureCredential``), and
     exactly one storage: ``storage_connection_string``; or ``storage_account_url`` and/or
     ``storage_account_name`` with ``storage_account_key`` or ``storage_credential`` (or
-    neither: ``DefaultAzureCredential``); or ``storage_dir``. Everything is validated here;
-    a :class:`ConfigurationError` names the setting at fault (never a secret's value).
+    neither: ``DefaultAzureCredential``); or ``storage_dir``. ``batch_audience``,
+    ``storage_audience`` and ``authority_host`` (Microsoft Entra ID outside the public
+    cloud) default from the endpoint's cloud (:attr:`cloud`; see the module docstring).
+    Everything is validated here; a :class:`ConfigurationError` names the setting at fault
+    (never a secret's value).
     """
 
     __slots__ = (*_FIELDS, *_DERIVED)
@@ -313,6 +394,9 @@ class BatchConfig:
     storage_credential: TokenCredential | None
     storage_container: str
     storage_dir: Path | None
+    batch_audience: str | None
+    storage_audience: str | None
+    authority_host: str | None
     pool_id: str | None
     poll_interval_min: float
     poll_interval_max: float
@@ -338,6 +422,9 @@ class BatchConfig:
         storage_credential: TokenCredential | None = None,
         storage_container: str = DEFAULT_CONTAINER,
         storage_dir: str | os.PathLike[str] | None = None,
+        batch_audience: str | None = None,
+        storage_audience: str | None = None,
+        authority_host: str | None = None,
         pool_id: str | None = None,
         poll_interval_min: float = AZURE_POLL_INTERVAL[0],
         poll_interval_max: float = AZURE_POLL_INTERVAL[1],
@@ -471,7 +558,10 @@ class BatchConfig:
                         f"is not a valid storage account name (3-24 lowercase letters and "
                         f"digits): {account_name!r}",
                     )
-                blob_url = f"https://{account_name}.blob.core.windows.net"
+                # The Batch endpoint's cloud's blob service (core.windows.net publicly).
+                cloud = _cloud_of(batch_endpoint)
+                suffix = (cloud.storage_suffix if cloud else None) or "core.windows.net"
+                blob_url = f"https://{account_name}.blob.{suffix}"
             blob_account = account_name or _storage_account_from_url(blob_url)
             if account_key is not None and storage_credential is not None:
                 fail(
@@ -507,6 +597,11 @@ class BatchConfig:
                 f"is not a valid blob container name (3-63 lowercase letters, digits and "
                 f"single hyphens, starting and ending with a letter or digit): {container!r}",
             )
+
+        # Microsoft Entra ID: audiences and authority (None: from the cloud).
+        batch_audience = _audience(optional_str("batch_audience"), "batch_audience", label)
+        storage_audience = _audience(optional_str("storage_audience"), "storage_audience", label)
+        authority_host = _authority(optional_str("authority_host"), label)
 
         # Defaults of the executor.
         pool_id = optional_str("pool_id")
@@ -550,6 +645,9 @@ class BatchConfig:
             "storage_credential": storage_credential,
             "storage_container": container,
             "storage_dir": storage_dir,
+            "batch_audience": batch_audience,
+            "storage_audience": storage_audience,
+            "authority_host": authority_host,
             "pool_id": pool_id,
             "poll_interval_min": poll_min,
             "poll_interval_max": poll_max,
@@ -586,6 +684,9 @@ class BatchConfig:
             "batch_account_key": get("AZURE_BATCH_ACCESS_KEY"),
             "storage_container": get("BATCHEXECUTOR_CONTAINER") or DEFAULT_CONTAINER,
             "pool_id": get("BATCHEXECUTOR_POOL_ID"),
+            "batch_audience": get("BATCHEXECUTOR_BATCH_AUDIENCE"),
+            "storage_audience": get("BATCHEXECUTOR_STORAGE_AUDIENCE"),
+            "authority_host": get("AZURE_AUTHORITY_HOST"),
             "poll_interval_min": AZURE_POLL_INTERVAL[0],
             "poll_interval_max": AZURE_POLL_INTERVAL[1],
             "retention": None,
@@ -796,6 +897,42 @@ class BatchConfig:
         """True for a configuration that came out of a pickle without its secrets."""
         return self._stripped
 
+    @property
+    def cloud(self) -> str:
+        """The Azure cloud: ``"AzureCloud"``, ``"AzureChinaCloud"`` or
+        ``"AzureUSGovernment"`` (the Azure CLI's names), from the Batch endpoint's host, or
+        the storage URL's when the endpoint's is not an Azure host."""
+        return self._cloud().name
+
+    def _cloud(self) -> _Cloud:
+        return _cloud_of(self.batch_endpoint) or _cloud_of(self._blob_url) or _CLOUDS[0]
+
+    @property
+    def batch_credential_scopes(self) -> list[str]:
+        """The scopes Batch tokens are asked for: ``batch_audience`` (default: the
+        :attr:`cloud`'s) followed by ``/.default``, e.g.
+        ``https://batch.chinacloudapi.cn//.default``."""
+        return [(self.batch_audience or self._cloud().batch_audience) + "/.default"]
+
+    @property
+    def blob_audience(self) -> str | None:
+        """The audience of storage tokens: ``storage_audience``, else in a sovereign cloud
+        the account's blob endpoint (``https://<account>.blob.core.chinacloudapi.cn/``);
+        ``None`` leaves azure-storage-blob's default (``https://storage.azure.com/``)."""
+        if self.storage_audience is not None:
+            return self.storage_audience
+        cloud = _cloud_of(self._blob_url)
+        if cloud is None or cloud.storage_suffix is None or self._blob_account is None:
+            return None
+        return f"https://{self._blob_account}.blob.{cloud.storage_suffix}/"
+
+    @property
+    def authority(self) -> str | None:
+        """Where the ``DefaultAzureCredential`` this configuration builds signs in:
+        ``authority_host``, else the cloud's (``None``: azure-identity's default, which
+        honours ``AZURE_AUTHORITY_HOST`` itself)."""
+        return self.authority_host or self._cloud().authority_host
+
     def batch_credential_object(self) -> AzureNamedKeyCredential | TokenCredential:
         """The credential Batch requests use."""
         if self._stripped:
@@ -824,15 +961,19 @@ class BatchConfig:
             "read_timeout": min(60.0, self.request_deadline),
             "user_agent": f"batchexecutor/{__version__}",
         }
+        credential = self.batch_credential_object()
+        if not isinstance(credential, AzureNamedKeyCredential):  # Entra ID: the cloud's audience
+            options["credential_scopes"] = self.batch_credential_scopes
         options.update(kwargs)
-        return BatchClient(self.batch_endpoint, self.batch_credential_object(), **options)
+        return BatchClient(self.batch_endpoint, credential, **options)
 
     def container_client(self, **kwargs: Any) -> ContainerClient:
         """An azure-storage-blob ``ContainerClient`` for the configured container.
 
         Only for blob storage (:attr:`storage_kind` ``"blob"``). The container is not
-        created here. ``kwargs`` go to the client (e.g. ``retry_total=0`` to leave retries
-        to :mod:`batchexecutor._retry`).
+        created here. With a token credential, the client asks for :attr:`blob_audience`.
+        ``kwargs`` go to the client (e.g. ``retry_total=0`` to leave retries to
+        :mod:`batchexecutor._retry`).
         """
         from azure.storage.blob import ContainerClient
 
@@ -852,17 +993,26 @@ class BatchConfig:
         if self._blob_key is not None:
             assert self._blob_account is not None
             credential = AzureNamedKeyCredential(self._blob_account, self._blob_key.reveal())
-        elif self.storage_credential is not None:
-            credential = self.storage_credential
         else:
-            credential = self._default_token_credential()
+            if self.storage_credential is not None:
+                credential = self.storage_credential
+            else:
+                credential = self._default_token_credential()
+            if self.blob_audience is not None:
+                kwargs = {"audience": self.blob_audience, **kwargs}
         return ContainerClient(self._blob_url, self.storage_container, credential, **kwargs)
 
     def _default_token_credential(self) -> TokenCredential:
         if self._default_credential is None:
             from azure.identity import DefaultAzureCredential
 
-            object.__setattr__(self, "_default_credential", DefaultAzureCredential())
+            authority = self.authority
+            created = (
+                DefaultAzureCredential(authority=authority)
+                if authority is not None
+                else DefaultAzureCredential()
+            )
+            object.__setattr__(self, "_default_credential", created)
         assert self._default_credential is not None
         return self._default_credential
 
@@ -952,6 +1102,9 @@ _ENV_LABELS: Final[Mapping[str, str]] = {
     "storage_account_url": "BATCHEXECUTOR_STORAGE_ACCOUNT_URL",
     "storage_dir": "BATCHEXECUTOR_STORAGE_DIR",
     "storage_container": "BATCHEXECUTOR_CONTAINER",
+    "batch_audience": "BATCHEXECUTOR_BATCH_AUDIENCE",
+    "storage_audience": "BATCHEXECUTOR_STORAGE_AUDIENCE",
+    "authority_host": "AZURE_AUTHORITY_HOST",
     "pool_id": "BATCHEXECUTOR_POOL_ID",
     "poll_interval_min": "BATCHEXECUTOR_POLL_INTERVAL_MIN",
     "poll_interval_max": "BATCHEXECUTOR_POLL_INTERVAL_MAX",
@@ -995,6 +1148,9 @@ _STRING_KEYS: Final = (
     "storage_account_url",
     "storage_account_name",
     "storage_container",
+    "batch_audience",
+    "storage_audience",
+    "authority_host",
     "pool_id",
 )
 _DURATION_KEYS: Final = ("poll_interval_min", "poll_interval_max", "request_deadline")
@@ -1171,6 +1327,71 @@ def _endpoint(value: str, name: str, label: Callable[[str], str]) -> str:
         shown = "value not shown" if "@" in value else repr(value.strip())
         raise ConfigurationError(f"{setting} is not an http(s) URL: {shown}", setting=setting)
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _https_url(value: str, setting: str, example: str) -> tuple[str, str]:
+    """(host, path) of an https URL without credentials, query or fragment."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError:
+        parts = urlsplit("")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{setting} must be a plain https URL (no user:password@, query or fragment), "
+            f"e.g. {example}; value not shown",
+            setting=setting,
+        )
+    if parts.scheme != "https" or not parts.hostname:
+        raise ConfigurationError(
+            f"{setting} must be an https URL, e.g. {example}, got {value!r}", setting=setting
+        )
+    return parts.netloc, parts.path
+
+
+def _audience(value: str | None, name: str, label: Callable[[str], str]) -> str | None:
+    """An Entra ID audience (an https URI), normalised to end with one ``/``."""
+    if value is None:
+        return None
+    example = (
+        "https://batch.chinacloudapi.cn/"
+        if name == "batch_audience"
+        else ("https://storage.azure.com/")
+    )
+    if value.endswith("/.default"):
+        raise ConfigurationError(
+            f"{label(name)} is an audience, not a scope: leave out '.default' (e.g. {example}); "
+            f"got {value!r}",
+            setting=label(name),
+        )
+    host, path = _https_url(value, label(name), example)
+    return f"https://{host}{path.rstrip('/')}/"
+
+
+def _authority(value: str | None, label: Callable[[str], str]) -> str | None:
+    """An Entra ID authority host, as ``https://host`` (a bare host gets ``https://``)."""
+    if value is None:
+        return None
+    setting = label("authority_host")
+    example = "https://login.chinacloudapi.cn"
+    text = value if "://" in value else "https://" + value
+    host, path = _https_url(text, setting, example)
+    if path.strip("/"):
+        raise ConfigurationError(
+            f"{setting} is the authority's host alone, e.g. {example} (the tenant is "
+            f"AZURE_TENANT_ID, not part of it), got {value!r}",
+            setting=setting,
+        )
+    return f"https://{host}"
+
+
+def _cloud_of(url: str | None) -> _Cloud | None:
+    """The cloud whose host suffix ``url``'s host has, if any."""
+    host = (urlsplit(url).hostname or "").lower() if url else ""
+    for cloud in _CLOUDS:
+        if any(host.endswith(suffix) for suffix in cloud.host_suffixes):
+            return cloud
+    return None
 
 
 def _is_ip_or_local(host: str) -> bool:

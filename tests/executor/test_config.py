@@ -14,6 +14,7 @@ import pytest
 from azure.batch import models as bm
 from azure.core.credentials import AccessToken, AzureNamedKeyCredential
 from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.transport import HttpTransport
 
 from batchexecutor._batch import pool_exists
 from batchexecutor._config import (
@@ -545,3 +546,318 @@ def test_container_client_from_connection_string_and_account_url(azurite: Azurit
     assert by_url.blob_account_name == azurite.account_name
     assert by_url.container_client().download_blob("hello.txt").readall() == b"hello"
     container.delete_container()
+
+
+# --------------------------------------------------------------------------- sovereign clouds
+
+
+class Sent(Exception):
+    """Raised by :class:`StopTransport` instead of sending a request."""
+
+
+class StopTransport(HttpTransport):  # type: ignore[type-arg]
+    """A transport that records each request (with its Authorization header) and sends
+    nothing: what the client's pipeline, credential policy included, made of it."""
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        self.requests.append(request)
+        raise Sent(request.url)
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> StopTransport:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass
+
+
+class RecordingCredential:
+    """A TokenCredential that remembers the scopes it was asked for."""
+
+    def __init__(self) -> None:
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken("token", 2**31)
+
+
+def asked_scopes(config: BatchConfig, credential: RecordingCredential) -> dict[str, Any]:
+    """The scopes a Batch request and a storage request asked ``credential`` for."""
+    transport = StopTransport()
+    with pytest.raises(Sent):
+        config.batch_client(transport=transport).get_pool("p")
+    batch = credential.scopes[-1] if credential.scopes else None
+    with pytest.raises(Sent):
+        config.container_client(transport=transport).get_container_properties()
+    storage = credential.scopes[-1] if credential.scopes else None
+    headers = [request.headers.get("Authorization", "") for request in transport.requests]
+    assert len(headers) == 2 and all(header.startswith("Bearer ") for header in headers)
+    return {"batch": batch, "storage": storage}
+
+
+CLOUD_CASES = [
+    (
+        "https://myacct.westeurope.batch.azure.com",
+        "https://mystore.blob.core.windows.net",
+        "AzureCloud",
+        "https://batch.core.windows.net//.default",
+        "https://storage.azure.com/.default",
+        None,
+    ),
+    (
+        "https://myacct.chinanorth3.batch.chinacloudapi.cn",
+        "https://mystore.blob.core.chinacloudapi.cn",
+        "AzureChinaCloud",
+        "https://batch.chinacloudapi.cn//.default",
+        "https://mystore.blob.core.chinacloudapi.cn/.default",
+        "https://login.chinacloudapi.cn",
+    ),
+    (
+        "https://myacct.usgovvirginia.batch.usgovcloudapi.net",
+        "https://mystore.blob.core.usgovcloudapi.net",
+        "AzureUSGovernment",
+        "https://batch.core.usgovcloudapi.net//.default",
+        "https://mystore.blob.core.usgovcloudapi.net/.default",
+        "https://login.microsoftonline.us",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "blob_url", "cloud", "batch_scope", "storage_scope", "authority"), CLOUD_CASES
+)
+def test_entra_id_scopes_follow_the_cloud(
+    endpoint: str,
+    blob_url: str,
+    cloud: str,
+    batch_scope: str,
+    storage_scope: str,
+    authority: str | None,
+) -> None:
+    credential = RecordingCredential()
+    config = BatchConfig(
+        endpoint,
+        batch_credential=credential,
+        storage_account_url=blob_url,
+        storage_credential=credential,
+    )
+    assert config.cloud == cloud
+    assert config.authority == authority
+    assert asked_scopes(config, credential) == {
+        "batch": (batch_scope,),
+        "storage": (storage_scope,),
+    }
+
+
+def test_the_public_cloud_asks_for_what_the_sdks_ask_for() -> None:
+    from azure.batch import BatchClient
+    from azure.storage.blob import ContainerClient
+
+    credential = RecordingCredential()
+    endpoint, blob_url = CLOUD_CASES[0][:2]
+    sdk_batch = BatchClient(endpoint, credential, transport=StopTransport())
+    sdk_storage = ContainerClient(blob_url, "box", credential, transport=StopTransport())
+    with pytest.raises(Sent):
+        sdk_batch.get_pool("p")
+    with pytest.raises(Sent):
+        sdk_storage.get_container_properties()
+    sdk_scopes = credential.scopes
+    ours = RecordingCredential()
+    config = BatchConfig(
+        endpoint, batch_credential=ours, storage_account_url=blob_url, storage_credential=ours
+    )
+    assert list(asked_scopes(config, ours).values()) == sdk_scopes
+
+
+class RecordingDefaultCredential(RecordingCredential):
+    """Stands in for azure-identity's DefaultAzureCredential, keeping its arguments."""
+
+    made: list[dict[str, Any]] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        RecordingDefaultCredential.made.append(kwargs)
+
+
+@pytest.fixture
+def default_credential(monkeypatch: pytest.MonkeyPatch) -> type[RecordingDefaultCredential]:
+    import azure.identity
+
+    RecordingDefaultCredential.made = []
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", RecordingDefaultCredential)
+    return RecordingDefaultCredential
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "blob_url", "cloud", "batch_scope", "storage_scope", "authority"), CLOUD_CASES
+)
+def test_default_credential_signs_in_at_the_clouds_authority(
+    default_credential: type[RecordingDefaultCredential],
+    endpoint: str,
+    blob_url: str,
+    cloud: str,
+    batch_scope: str,
+    storage_scope: str,
+    authority: str | None,
+) -> None:
+    config = BatchConfig(endpoint, storage_account_url=blob_url)
+    config.batch_client().close()
+    config.container_client().close()
+    # One credential for both, built with the cloud's authority (public: azure-identity's
+    # default, which reads AZURE_AUTHORITY_HOST itself).
+    assert default_credential.made == [{"authority": authority} if authority else {}]
+    credential = config._default_token_credential()
+    assert isinstance(credential, RecordingDefaultCredential)
+    assert asked_scopes(config, credential) == {
+        "batch": (batch_scope,),
+        "storage": (storage_scope,),
+    }
+
+
+def test_audiences_and_authority_overridden_by_argument_and_environment(
+    default_credential: type[RecordingDefaultCredential],
+) -> None:
+    endpoint, blob_url = CLOUD_CASES[1][:2]  # China
+    given: dict[str, Any] = {
+        "batch_audience": "https://batch.example.cn",  # a trailing slash is added
+        "storage_audience": "https://storage.azure.com/",
+        "authority_host": "login.example.cn",  # https:// is added
+    }
+    by_argument = BatchConfig(endpoint, storage_account_url=blob_url, **given)
+    by_environment = BatchConfig.from_env(
+        {
+            "AZURE_BATCH_ENDPOINT": endpoint,
+            "BATCHEXECUTOR_STORAGE_ACCOUNT_URL": blob_url,
+            "BATCHEXECUTOR_BATCH_AUDIENCE": given["batch_audience"],
+            "BATCHEXECUTOR_STORAGE_AUDIENCE": given["storage_audience"],
+            "AZURE_AUTHORITY_HOST": given["authority_host"],
+        }
+    )
+    assert by_argument == by_environment
+    for config in (by_argument, by_environment):
+        assert config.batch_audience == "https://batch.example.cn/"
+        assert config.batch_credential_scopes == ["https://batch.example.cn//.default"]
+        assert config.blob_audience == "https://storage.azure.com/"
+        assert config.authority == "https://login.example.cn"
+        credential = config._default_token_credential()
+        assert isinstance(credential, RecordingDefaultCredential)
+        assert asked_scopes(config, credential) == {
+            "batch": ("https://batch.example.cn//.default",),
+            "storage": ("https://storage.azure.com/.default",),
+        }
+    assert default_credential.made == [{"authority": "https://login.example.cn"}] * 2
+    assert "batch_audience='https://batch.example.cn/'" in repr(by_argument)
+    restored = pickle.loads(pickle.dumps(by_argument))  # not secrets: they survive a pickle
+    assert restored.batch_credential_scopes == by_argument.batch_credential_scopes
+    assert restored.authority == by_argument.authority
+    # Moved to another cloud, the derived values follow; the given ones stay.
+    moved = by_argument.replace(
+        batch_endpoint=CLOUD_CASES[2][0], storage_account_url=CLOUD_CASES[2][1]
+    )
+    assert moved.cloud == "AzureUSGovernment"
+    assert moved.batch_credential_scopes == ["https://batch.example.cn//.default"]
+    derived = BatchConfig(endpoint, storage_account_url=blob_url).replace(
+        batch_endpoint=CLOUD_CASES[2][0]
+    )
+    assert derived.batch_credential_scopes == [CLOUD_CASES[2][3]]
+    assert derived.authority == "https://login.microsoftonline.us"
+
+
+def test_the_user_delegation_key_is_asked_for_with_the_same_audience() -> None:
+    from batchexecutor._storage import BlobStore
+
+    endpoint, blob_url = CLOUD_CASES[1][:2]  # China
+    credential = RecordingCredential()
+    config = BatchConfig(
+        endpoint,
+        batch_credential=credential,
+        storage_account_url=blob_url,
+        storage_credential=credential,
+    )
+    transport = StopTransport()
+    store = BlobStore(config.container_client(transport=transport, retry_total=0))
+    with pytest.raises(Sent):
+        store.node_locator("job", expiry=timedelta(days=1))
+    (request,) = transport.requests
+    assert "comp=userdelegationkey" in request.url
+    assert credential.scopes == [("https://mystore.blob.core.chinacloudapi.cn/.default",)]
+
+
+def test_shared_keys_ask_for_no_token_in_any_cloud() -> None:
+    endpoint, blob_url = CLOUD_CASES[1][:2]
+    config = BatchConfig(
+        endpoint,
+        batch_account_key=BATCH_KEY,
+        storage_account_url=blob_url,
+        storage_account_key=STORAGE_KEY,
+    )
+    transport = StopTransport()
+    with pytest.raises(Sent):
+        config.batch_client(transport=transport).get_pool("p")
+    with pytest.raises(Sent):
+        config.container_client(transport=transport).get_container_properties()
+    assert [r.headers["Authorization"].split()[0] for r in transport.requests] == [
+        "SharedKey",
+        "SharedKey",
+    ]
+
+
+def test_a_sovereign_storage_url_names_the_cloud_of_an_unknown_batch_host() -> None:
+    credential = RecordingCredential()
+    config = BatchConfig(
+        "https://batch.proxy.internal",
+        batch_credential=credential,
+        storage_account_url=CLOUD_CASES[1][1],
+        storage_credential=credential,
+    )
+    assert config.cloud == "AzureChinaCloud"
+    assert config.batch_credential_scopes == [CLOUD_CASES[1][3]]
+    emulator = BatchConfig("http://127.0.0.1:1", batch_credential=credential, storage_dir="/x")
+    assert emulator.cloud == "AzureCloud" and emulator.authority is None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting", "fragment"),
+    [
+        ({"batch_audience": "http://batch.chinacloudapi.cn/"}, "batch_audience", "https URL"),
+        ({"batch_audience": "batch.chinacloudapi.cn"}, "batch_audience", "https URL"),
+        (
+            {"batch_audience": "https://batch.chinacloudapi.cn//.default"},
+            "batch_audience",
+            "not a scope",
+        ),
+        ({"storage_audience": "https://a.example/?sig=x"}, "storage_audience", "plain https"),
+        ({"storage_audience": 42}, "storage_audience", "must be a string"),
+        ({"authority_host": "http://login.chinacloudapi.cn"}, "authority_host", "https URL"),
+        (
+            {"authority_host": "https://login.chinacloudapi.cn/my-tenant"},
+            "authority_host",
+            "host alone",
+        ),
+        ({"authority_host": "https://u:p@login.example"}, "authority_host", "value not shown"),
+    ],
+)
+def test_bad_audiences_and_authorities_name_the_setting(
+    kwargs: dict[str, Any], setting: str, fragment: str
+) -> None:
+    error = config_error(storage_connection_string=CONNECTION, **kwargs)
+    assert error.setting == setting and str(error).startswith(setting)
+    assert fragment in str(error)
+    assert "u:p" not in str(error)
+
+
+def test_bad_audience_in_the_environment_names_the_variable() -> None:
+    error = env_error(full_env(BATCHEXECUTOR_BATCH_AUDIENCE="batch.chinacloudapi.cn"))
+    assert error.setting == "BATCHEXECUTOR_BATCH_AUDIENCE"
+    assert "e.g. https://batch.chinacloudapi.cn/" in str(error)
+    error = env_error(full_env(AZURE_AUTHORITY_HOST="http://login.example"))
+    assert error.setting == "AZURE_AUTHORITY_HOST"

@@ -297,3 +297,61 @@ def test_argument_errors_name_the_argument(tmp_path: Path) -> None:
     assert "nope!" not in str(error)
     with pytest.raises(TypeError, match="no setting 'pool'"):
         BatchConfig.load(path, environ={}, pool="x")
+
+
+# --------------------------------------------------------------------------- sovereign clouds
+
+CHINA = "https://myacct.chinanorth3.batch.chinacloudapi.cn"
+
+
+def test_audiences_and_authority_from_the_file_and_their_precedence(tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "config.toml",
+        f'''batch_endpoint = "{CHINA}"
+storage_account_url = "https://mystore.blob.core.chinacloudapi.cn"
+batch_audience = "https://file.example/batch"
+storage_audience = "https://file.example/storage/"
+authority_host = "login.file.example"
+''',
+    )
+    from_file = BatchConfig.from_file(path)
+    assert from_file.batch_credential_scopes == ["https://file.example/batch//.default"]
+    assert from_file.blob_audience == "https://file.example/storage/"
+    assert from_file.authority == "https://login.file.example"
+    environ = {
+        "BATCHEXECUTOR_BATCH_AUDIENCE": "https://env.example/",
+        "AZURE_AUTHORITY_HOST": "https://login.env.example",
+    }
+    loaded = BatchConfig.load(path, environ=environ, storage_audience="https://arg.example")
+    assert loaded.batch_audience == "https://env.example/"  # environment > file
+    assert loaded.authority == "https://login.env.example"
+    assert loaded.blob_audience == "https://arg.example/"  # argument > file
+    # Without any of them, the endpoint's cloud decides.
+    plain = write(
+        tmp_path / "plain.toml",
+        f'batch_endpoint = "{CHINA}"\nstorage_account_name = "mystore"\n',
+    )
+    derived = BatchConfig.load(plain, environ={})
+    assert derived.batch_credential_scopes == ["https://batch.chinacloudapi.cn//.default"]
+    assert derived.authority == "https://login.chinacloudapi.cn"
+    # The account name alone names a blob service of the endpoint's cloud.
+    assert derived.blob_account_url == "https://mystore.blob.core.chinacloudapi.cn"
+    assert derived.blob_audience == "https://mystore.blob.core.chinacloudapi.cn/"
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ("batch_audience = 5", "must be a string in quotes"),
+        ('batch_audience = "http://batch.chinacloudapi.cn/"', "must be an https URL"),
+        ('authority_host = "https://login.chinacloudapi.cn/tenant"', "host alone"),
+        ('AZURE_AUTHORITY_HOST = "login.chinacloudapi.cn"', "'authority_host'"),
+    ],
+)
+def test_bad_audiences_in_the_file_name_the_key(tmp_path: Path, line: str, fragment: str) -> None:
+    path = full_file(tmp_path, line + "\n")
+    error = error_of(lambda: BatchConfig.from_file(path))
+    key = line.split(" ", 1)[0]
+    assert f"{key} in {path}" in str(error) or f"unknown key {key!r} in {path}" in str(error)
+    assert fragment in str(error)
+    assert_no_secret(str(error))
