@@ -184,7 +184,12 @@ def _package_files(name: str) -> list[tuple[str, Path]]:
     files = []
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
-        if path.is_dir() or "__pycache__" in relative.parts or path.suffix in (".pyc", ".pyo"):
+        if (
+            path.is_dir()
+            or "__pycache__" in relative.parts
+            or any(part.startswith(".") for part in relative.parts)  # caches, editor files
+            or path.suffix in (".pyc", ".pyo")
+        ):
             continue
         files.append(((Path(name) / relative).as_posix(), path))
     return files

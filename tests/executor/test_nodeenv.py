@@ -116,6 +116,8 @@ def test_the_build_holds_the_clients_own_packages_and_is_named_by_content() -> N
     assert "batchexecutor/worker.py" in names and "batchexecutor/py.typed" in names
     assert "cloudpickle/__init__.py" in names
     assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    # Only the packages' own files: no tool caches or hidden files of a checkout.
+    assert not any(part.startswith(".") for name in names for part in name.split("/"))
     assert worker == Path(batchexecutor.__file__).with_name("worker.py").read_bytes()
     # cloudpickle is this process's exact copy (its version travels with it).
     shipped = {n for n in names if n.startswith("cloudpickle/")}
