@@ -283,7 +283,8 @@ class NodeLauncher:
             command_line=command,
             resource_files=resources,
             environment_settings=[bm.EnvironmentSetting(name=SCRIPT_VARIABLE, value=PREPARE)],
-            constraints=bm.BatchTaskConstraints(max_task_retry_count=0),
+            # One retry: a download or pip install may fail for a moment.
+            constraints=bm.BatchTaskConstraints(max_task_retry_count=1),
             container_settings=self.container_settings(),
             wait_for_success=True,
             rerun_on_node_reboot_after_success=True,
@@ -297,8 +298,8 @@ def preparation_failure(
     two to read the failed node's stderr).
 
     A failure counts when the node's Python differs from the client's (every node of a
-    pool runs one image), or when the task failed on every node that ran it: with a node
-    that succeeded, tasks still run there.
+    pool runs one image), or when the task failed on every node that ran it: while it
+    still runs on a node, or succeeded there, tasks may yet run.
     """
     statuses = call(
         f"list job preparation status of job {job_id!r}",
@@ -306,17 +307,17 @@ def preparation_failure(
         deadline=deadline,
     )
     failed = []
-    succeeded = False
+    hopeful = False  # a node where it succeeded, or still runs
     for status in statuses:
         info = status.job_preparation_task_execution_info
         if info is None or state_text(info.state) != "completed":
-            continue
-        if state_text(info.result) == "success":
-            succeeded = True
+            hopeful = True  # still running there
+        elif state_text(info.result) == "success":  # tasks run there
+            hopeful = True
         else:
             failed.append((status, info))
     versions = [item for item in failed if item[1].exit_code == EXIT_VERSION]
-    if not (versions or (failed and not succeeded)):
+    if not (versions or (failed and not hopeful)):
         return None
     status, info = (versions or failed)[0]
     node_id = str(status.node_id)

@@ -19,7 +19,10 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from azure.batch import BatchClient
@@ -32,6 +35,7 @@ from batchexecutor._nodeenv import (
     SITE_DIR,
     NodeLauncher,
     client_build,
+    preparation_failure,
 )
 from batchexecutor._storage import LocalStore
 from tests.conftest import wait_for
@@ -300,3 +304,65 @@ def test_the_error_pickles(tmp_path: Path) -> None:
         "s",
         "m",
     )
+
+
+class _Statuses:
+    """A stand-in BatchClient answering the preparation status list and the node files."""
+
+    def __init__(self, *nodes: tuple[str, str | None, int | None]) -> None:
+        # (node, state: running/completed, exit code); stderr says why for completed ones
+        self.nodes = nodes
+
+    def list_job_preparation_and_release_task_status(self, job_id: str) -> list[Any]:
+        from azure.batch import models as bm
+
+        statuses = []
+        for node, state, code in self.nodes:
+            info = bm.BatchJobPreparationTaskExecutionInfo(
+                start_time=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                state=state,
+                task_root_directory=f"workitems/{job_id}/job-1/jobpreparation",
+                retry_count=0,
+                exit_code=code,
+                result=None if state == "running" else ("success" if code == 0 else "failure"),
+            )
+            statuses.append(
+                bm.BatchJobPreparationAndReleaseTaskStatus(
+                    pool_id="p", node_id=node, job_preparation_task_execution_info=info
+                )
+            )
+        return statuses
+
+    def get_node_file_properties(self, pool_id: str, node_id: str, path: str) -> Any:
+        return SimpleNamespace(content_length=len(self._stderr(node_id)))
+
+    def download_node_file(self, pool_id: str, node_id: str, path: str, **kwargs: Any) -> Any:
+        return iter([self._stderr(node_id)])
+
+    def _stderr(self, node_id: str) -> bytes:
+        return f"batchexecutor: it failed on {node_id}\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("nodes", "failing"),
+    [
+        ([("n1", "running", None)], None),
+        ([("n1", "completed", 0)], None),
+        # Failed on one node while it still runs, or succeeded, on another: tasks may run.
+        ([("n1", "completed", 1), ("n2", "running", None)], None),
+        ([("n1", "completed", 1), ("n2", "completed", 0)], None),
+        # Failed everywhere it ran: nothing can run.
+        ([("n1", "completed", 1), ("n2", "completed", 3)], "n1"),
+        # Another Python on one node: every node of a pool runs the same image.
+        ([("n1", "completed", 0), ("n2", "completed", EXIT_VERSION)], "n2"),
+    ],
+)
+def test_when_a_failed_preparation_fails_the_job(
+    nodes: list[tuple[str, str, int | None]], failing: str | None
+) -> None:
+    failure = preparation_failure(_Statuses(*nodes), "job", deadline=5.0)  # type: ignore[arg-type]
+    if failing is None:
+        assert failure is None
+    else:
+        assert failure is not None and failure.node_id == failing
+        assert f"it failed on {failing}" in str(failure)
