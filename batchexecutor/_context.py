@@ -68,14 +68,12 @@ class Context:
     store: Store
     store_reference: str
     pool_id: str
-    python: str
+    launcher: NodeLauncher  # how nodes start the worker (see batchexecutor._nodeenv)
     max_workers: int | None
     max_payload_size: int
     environment: Mapping[str, str]
     poller: Poller
     progress: bool | None = None
-    install_client: bool = False
-    container_image: str | None = None
     resolver: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(
             _RESOLVERS, thread_name_prefix="batchexecutor-resolve"
@@ -99,11 +97,6 @@ class Context:
         except RuntimeError:  # the resolver is shut down
             threading.Thread(target=fn, name="batchexecutor-cleanup", daemon=True).start()
 
-    @property
-    def launcher(self) -> NodeLauncher:
-        """How nodes start the worker (see :mod:`batchexecutor._nodeenv`)."""
-        return NodeLauncher(self.python, self.install_client, self.container_image)
-
     def job_setup(self, job_id: str) -> tuple[dict[str, str], bm.BatchJobPreparationTask | None]:
         """The job's ``commonEnvironmentSettings`` (where its store is, and the extras),
         and its job preparation task, which installs the client's build (stored first,
@@ -111,7 +104,7 @@ class Context:
         lifetime = self.config.retention or NODE_ACCESS
         locator = self.store.node_locator(job_id, expiry=lifetime)
         preparation = None
-        if self.install_client:
+        if self.launcher.install_client:
             with self._build_lock:
                 if self._build_name is None:
                     self._build_name = client_build().ensure_stored(self.store)

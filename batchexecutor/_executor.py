@@ -50,6 +50,7 @@ from ._future import JobFuture
 from ._jobs import new_job_id
 from ._mapjob import MapJob, start_map
 from ._names import check_job_id
+from ._nodeenv import NodeLauncher
 from ._poller import Poller
 from ._retry import call, error_code
 from ._submitter import SubmitJob, flush_all
@@ -218,14 +219,12 @@ class AzureBatchExecutor(Executor):
             store=store,
             store_reference=reference,
             pool_id=pool_name,
-            python=python or "python3",
+            launcher=NodeLauncher(python or "python3", bool(install_client), container_image),
             max_workers=max_workers,
             max_payload_size=max_payload_size,
             environment=dict(node_environment or {}),
             poller=poller,
             progress=progress,
-            install_client=bool(install_client),
-            container_image=container_image,
         )
         self._submits = SubmitJob(self._context)
         self._map_jobs: weakref.WeakSet[MapJob] = weakref.WeakSet()

@@ -29,7 +29,7 @@ happens, so the combine task (ID ``combine``) runs when some chunks fail.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Final
 
@@ -157,14 +157,6 @@ def finish_submission(
     )
 
 
-def _launcher(python: str | NodeLauncher) -> NodeLauncher:
-    return python if isinstance(python, NodeLauncher) else NodeLauncher(python)
-
-
-def _command(python: str | NodeLauncher, arguments: Sequence[str]) -> str:
-    return _launcher(python).command(arguments)
-
-
 _SATISFY = bm.ExitOptions(dependency_action=bm.DependencyAction.SATISFY)
 
 
@@ -172,19 +164,20 @@ def chunk_task(
     job_id: str,
     chunk: int,
     *,
-    python: str | NodeLauncher,
+    launcher: NodeLauncher,
     pack: tuple[int, int, int],
     dependents: bool,
     files: TaskFiles | None = None,
 ) -> bm.BatchTaskCreateOptions:
-    """Chunk ``chunk``'s task; its input is ``length`` bytes at ``offset`` of ``pack``;
-    ``files``, its resource and output files (see :mod:`batchexecutor._files`)."""
+    """Chunk ``chunk``'s task, started as ``launcher`` says; its input is ``length`` bytes
+    at ``offset`` of ``pack``; ``files``, its resource and output files (see
+    :mod:`batchexecutor._files`)."""
     number, offset, length = pack
     arguments = ["run", "--job", job_id, "--chunk", str(chunk)]
     arguments += ["--pack", str(number), "--offset", str(offset), "--length", str(length)]
     return bm.BatchTaskCreateOptions(
         id=str(chunk),
-        command_line=_command(python, arguments),
+        command_line=launcher.command(arguments),
         constraints=bm.BatchTaskConstraints(max_task_retry_count=0),
         exit_conditions=bm.ExitConditions(
             default=_SATISFY, pre_processing_error=_SATISFY, file_upload_error=_SATISFY
@@ -193,12 +186,12 @@ def chunk_task(
         else None,
         resource_files=files.resource_files() if files is not None else None,
         output_files=files.output_files(chunk) if files is not None else None,
-        container_settings=_launcher(python).container_settings(),
+        container_settings=launcher.container_settings(),
     )
 
 
 def combine_task(
-    job_id: str, chunks: int, *, python: str | NodeLauncher, mode: str, reduce: bool
+    job_id: str, chunks: int, *, launcher: NodeLauncher, mode: str, reduce: bool
 ) -> bm.BatchTaskCreateOptions:
     """The combine task, depending on chunks ``0 .. chunks - 1`` by one ID range."""
     arguments = ["combine", "--job", job_id, "--chunks", str(chunks), "--mode", mode]
@@ -206,9 +199,9 @@ def combine_task(
         arguments.append("--reduce")
     return bm.BatchTaskCreateOptions(
         id=COMBINE_TASK,
-        command_line=_command(python, arguments),
+        command_line=launcher.command(arguments),
         constraints=bm.BatchTaskConstraints(max_task_retry_count=0),
-        container_settings=_launcher(python).container_settings(),
+        container_settings=launcher.container_settings(),
         depends_on=bm.BatchTaskDependencies(
             task_id_ranges=[bm.BatchTaskIdRange(start=0, end=chunks - 1)]
         )

@@ -452,7 +452,7 @@ def start_map(
         largest = chunk_task(
             job_id,
             999_999_999,
-            python=context.launcher,
+            launcher=context.launcher,
             pack=(999_999_999, 1 << 50, 1 << 40),
             dependents=combine,
             files=task_files,
@@ -529,7 +529,7 @@ def submit_tasks(
     store.put(_names.manifest(job_id), json.dumps(fields, sort_keys=True).encode())
     if job.combine and COMBINE_TASK not in existing:
         task = combine_task(
-            job_id, chunks, python=context.launcher, mode=job.mode, reduce=job.reduce
+            job_id, chunks, launcher=context.launcher, mode=job.mode, reduce=job.reduce
         )
         add_tasks(client, job_id, [task], deadline=deadline)
     finish_submission(client, job_id, fields, deadline=deadline)
@@ -567,7 +567,7 @@ def _submit_chunks(
                 chunk_task(
                     job_id,
                     number,
-                    python=context.launcher,
+                    launcher=context.launcher,
                     pack=(pack, offset, len(data)),
                     dependents=dependents,
                     files=job.files,

@@ -57,6 +57,7 @@ from . import _names
 from ._batch import read_node_file_tail, state_text
 from ._errors import NodeEnvironmentError
 from ._retry import call
+from ._serialize import versions
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -215,13 +216,15 @@ def client_build() -> ClientBuild:
 BLOB_REQUIREMENTS: Final = (("azure-storage-blob", "azure.storage.blob"), ("tenacity", "tenacity"))
 
 
-def node_requirements(blob: bool) -> list[str]:
-    """The preparation script's ``distribution==version@module`` arguments."""
+@functools.cache
+def node_requirements(blob: bool) -> tuple[str, ...]:
+    """The preparation script's ``distribution==version@module`` arguments (read from the
+    installed distributions once per process, not for every job)."""
     if not blob:
-        return []
-    return [
+        return ()
+    return tuple(
         f"{dist}=={importlib.metadata.version(dist)}@{module}" for dist, module in BLOB_REQUIREMENTS
-    ]
+    )
 
 
 @dataclass(frozen=True)
@@ -272,8 +275,12 @@ class NodeLauncher:
         else:
             source = os.path.join(locator, *build_name.split("/"))
             resources = None
-        version = "{}.{}".format(*sys.version_info[:2])
-        arguments = [version, source, "blob" if blob else "directory", *node_requirements(blob)]
+        arguments = [
+            versions()["python"],
+            source,
+            "blob" if blob else "directory",
+            *node_requirements(blob),
+        ]
         bootstrap = f'import os; exec(compile(os.environ["{SCRIPT_VARIABLE}"], "prepare", "exec"))'
         command = " ".join(
             [shlex.quote(self.python), "-c", shlex.quote(bootstrap), *map(shlex.quote, arguments)]

@@ -175,7 +175,7 @@ class SubmitJob(Watch):
         largest = chunk_task(
             self.job_id,
             999_999_999,
-            python=context.launcher,
+            launcher=context.launcher,
             pack=(999_999_999, 1 << 50, 1 << 40),
             dependents=False,
             files=task_files,
@@ -311,7 +311,7 @@ class SubmitJob(Watch):
                 chunk_task(
                     self.job_id,
                     sent.chunk,
-                    python=context.launcher,
+                    launcher=context.launcher,
                     pack=(pack, offset, len(sent.stream)),
                     dependents=False,
                     files=sent.files,

@@ -39,6 +39,7 @@ from batchexecutor._batch import MAX_REQUEST_BYTES
 from batchexecutor._files import TaskFiles, _target, file_spec, prepare_files
 from batchexecutor._jobs import chunk_task
 from batchexecutor._mapjob import MapJob, submit_tasks
+from batchexecutor._nodeenv import NodeLauncher
 from batchexecutor._storage import BlobStore
 from batchexecutor.emulator import BatchEmulator
 from tests.fixtures.azurite import Azurite
@@ -343,7 +344,9 @@ def test_task_json_carries_the_files(tmp_path: Path) -> None:
     assert spec is not None
     files = prepare_files(fake_context(_blob_store()), "J", spec)
     assert FAKE_SECRET not in repr(files)
-    task = chunk_task("J", 7, python="python3", pack=(0, 0, 10), dependents=True, files=files)
+    task = chunk_task(
+        "J", 7, launcher=NodeLauncher("python3"), pack=(0, 0, 10), dependents=True, files=files
+    )
     body = task.as_dict()
     resources = body["resourceFiles"]
     assert resources[0] == {"httpUrl": FAKE_SAS_URL, "filePath": "data/in.csv"}

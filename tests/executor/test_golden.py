@@ -193,7 +193,7 @@ def job_request() -> dict[str, Any]:
 
 
 def chunk_task_request() -> dict[str, Any]:
-    task = chunk_task(JOB_ID, 7, python=PYTHON, pack=(0, 4096, 612), dependents=True)
+    task = chunk_task(JOB_ID, 7, launcher=PYTHON, pack=(0, 4096, 612), dependents=True)
     return json.loads(_task_json(task))  # type: ignore[no-any-return]
 
 
@@ -220,18 +220,18 @@ def chunk_task_files_request() -> dict[str, Any]:
         assert spec is not None
         context = SimpleNamespace(store=_blob_store(), config=SimpleNamespace(retention=None))
         files = prepare_files(context, JOB_ID, spec)  # type: ignore[arg-type]
-    task = chunk_task(JOB_ID, 7, python=PYTHON, pack=(0, 4096, 612), dependents=True, files=files)
+    task = chunk_task(JOB_ID, 7, launcher=PYTHON, pack=(0, 4096, 612), dependents=True, files=files)
     return json.loads(_task_json(task))  # type: ignore[no-any-return]
 
 
 def chunk_task_container_request() -> dict[str, Any]:
     """A chunk task on a container pool: it runs in the pool's image."""
-    task = chunk_task(JOB_ID, 7, python=CONTAINER, pack=(0, 4096, 612), dependents=True)
+    task = chunk_task(JOB_ID, 7, launcher=CONTAINER, pack=(0, 4096, 612), dependents=True)
     return json.loads(_task_json(task))  # type: ignore[no-any-return]
 
 
 def combine_task_request() -> dict[str, Any]:
-    task = combine_task(JOB_ID, 100, python=PYTHON, mode="raise", reduce=False)
+    task = combine_task(JOB_ID, 100, launcher=PYTHON, mode="raise", reduce=False)
     return json.loads(_task_json(task))  # type: ignore[no-any-return]
 
 

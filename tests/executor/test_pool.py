@@ -391,7 +391,7 @@ def test_a_pool_being_deleted_is_awaited_then_created(
 def test_existing_pool_by_id_is_used_as_it_is(config: BatchConfig, pool_id: str) -> None:
     executor(config, pool=PoolSpec(pool_id, "standard_d2s_v3"), wait_for_nodes=False).shutdown()
     with executor(config, pool_id=pool_id) as ex:
-        assert not ex.pool_created and ex._context.python == "python3"
+        assert not ex.pool_created and ex._context.launcher.python == "python3"
         assert ex.wait_for_nodes(timeout=60).usable_nodes == 1
         assert ex.submit(pow, 2, 2).result(timeout=60) == 4
     with pytest.raises(ValueError, match="disagree"):
