@@ -280,7 +280,7 @@ class Scheduler:
             set_state(job.wire, "completed", now)
             job.wire.setdefault("executionInfo", {})["endTime"] = iso(now)
             self.state.save_job(job)
-        elif state == "deleting" and job.running == 0:
+        elif state == "deleting" and job.running == 0 and not self._preparing(job):
             self.state.jobs.pop(job.key, None)
             for task in job.tasks.values():
                 self.state.store.put("task", f"{job.key}/{task.key}", None)
@@ -295,6 +295,16 @@ class Scheduler:
         elif state == "enabling":
             set_state(job.wire, "active")
             self.state.save_job(job)
+
+    def _preparing(self, job: Job) -> bool:
+        """Whether a job preparation task of ``job`` still runs on a node: its directory
+        is removed only once it has ended (a deleted job's ends at once, see
+        :meth:`_run_job_prep`)."""
+        return any(
+            (node.job_prep.get(job.key) or {}).get("state") == "running"
+            for pool in self.state.pools.values()
+            for node in pool.nodes.values()
+        )
 
     def end_job(self, job: Job, reason: str) -> None:
         """Terminate a job: running tasks are ended, then the job completes."""
@@ -607,7 +617,7 @@ class Scheduler:
                     spec,
                     task_dir,
                     batch_env,
-                    stop=lambda: self._stopping or node.removed,
+                    stop=lambda: self._stopping or node.removed or job.state == "deleting",
                     node=node,
                     registries=registries,
                     publish=lambda info: self._publish_job_prep(job, node, info),
@@ -622,7 +632,8 @@ class Scheduler:
                     info["taskRootDirectoryUrl"] = (
                         f"{node.wire['url']}/files/workitems/{job.id}/job-1/jobpreparation"
                     )
-                    if info["result"] == "failure" and (limit == -1 or retries < limit):
+                    retry = limit == -1 or retries < limit
+                    if info["result"] == "failure" and retry and job.state != "deleting":
                         retries += 1
                         now = iso(utcnow())
                         node.job_prep[job.key] = {

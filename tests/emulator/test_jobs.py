@@ -468,6 +468,34 @@ def test_job_preparation_task_runs_once_per_node_before_tasks(
     assert runs.read_text().split().count(task.node_info.node_id) == 2
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_deleting_a_job_ends_its_running_preparation_task_first(
+    client: BatchClient, pool: str, tmp_path: Path
+) -> None:
+    """Deleting a job ends its preparation task's process and only then removes the
+    job's directories (the emulator once removed them under a starting process)."""
+    pid_file = tmp_path / "prep.pid"
+    prep = bm.BatchJobPreparationTask(
+        command_line=python(
+            "import os, pathlib, time\n"
+            "pathlib.Path(os.environ['PID_FILE']).write_text(str(os.getpid()))\n"
+            "time.sleep(60)\n"
+        ),
+        environment_settings=env(PID_FILE=str(pid_file)),
+    )
+    make_job(client, "job", pool, job_preparation_task=prep)
+    add_task(client, "job", "t", "/bin/true")
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text()))
+    client.begin_delete_job("job", polling_interval=0).result()
+    assert "job" not in {job.id for job in client.list_jobs()}
+    wait_for(lambda: not process_alive(pid))
+    node = next(iter(client.list_nodes(pool)))
+    with pytest.raises(ResourceNotFoundError):
+        client.get_node_file_properties(
+            pool, node.id, "workitems/job/job-1/jobpreparation/stdout.txt"
+        )
+
+
 def test_failed_job_preparation_task_keeps_tasks_off_the_node(
     client: BatchClient, pool: str
 ) -> None:
