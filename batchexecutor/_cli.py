@@ -93,7 +93,7 @@ class _Failure(Exception):
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="batchexecutor",
-        description="concurrent.futures on Azure Batch: manage its jobs, run the local "
+        description="concurrent.futures on Azure Batch: manage its jobs and pools, run the local "
         "Azure Batch emulator, or try a demo.",
         epilog=CONFIGURATION + "\n" + EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
